@@ -1,0 +1,58 @@
+"""``simcit <stage> --config CONFIG [--lake DIR] [--set key=value ...]``.
+
+Each stage is also a ``spark-submit jobs/<stage>.py`` entry point calling :func:`main`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from simcit.typed_config import ConfigError
+
+# stage name -> module under simcit.stages exposing ``run(ctx) -> StageSummary``
+STAGES: dict[str, str] = {
+    "ingest": "ingest",
+    "features": "features",
+    "sequences": "sequences",
+}
+PIPELINE = ["ingest", "features", "sequences"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simcit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name in [*STAGES, "pipeline"]:
+        p = sub.add_parser(name, help=f"run the {name} stage" if name != "pipeline" else "run all stages in order")
+        p.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/nyc.yaml")
+        p.add_argument("--lake", default="./lake", help="lake root directory (default ./lake)")
+        p.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="override a config key, e.g. --set features.geo.dim=32 (repeatable)",
+        )
+    return parser
+
+
+def run_stage(stage: str, config: str, lake: str = "./lake", overrides: list[str] | None = None):
+    from simcit.config import load_config
+    from simcit.stages.runtime import StageContext
+
+    cfg = load_config(config, overrides)
+    module = importlib.import_module(f"simcit.stages.{STAGES[stage]}")
+    return module.run(StageContext(stage, cfg, lake))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stages = PIPELINE if args.stage == "pipeline" else [args.stage]
+    try:
+        for stage in stages:
+            run_stage(stage, args.config, args.lake, args.overrides)
+    except ConfigError as exc:
+        print(f"simcit: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

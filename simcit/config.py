@@ -1,0 +1,177 @@
+"""Typed pipeline configuration: one YAML per dataset (``configs/nyc.yaml`` ...).
+
+Relative file paths in a config are resolved against the directory holding the YAML file, so a
+config works whatever the current directory is.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+from simcit.typed_config import ConfigError, apply_override, build
+
+TimestampFormat = Literal["unix_seconds", "unix_millis", "iso", "ordinal"]
+
+
+@dataclass
+class ItemColumns:
+    """Where each canonical ``items`` column comes from in the raw item file."""
+
+    item_id: str
+    latitude: Optional[str] = None
+    longitude: Optional[str] = None
+    image_uri: Optional[str] = None
+    # Raw columns carried into ``items.attributes`` (a string map) for downstream use.
+    keep: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InteractionColumns:
+    user_id: str
+    item_id: str
+    ts: str
+    # unix_seconds / unix_millis: numbers; iso: "YYYY-mm-dd HH:MM:SS" (UTC unless an offset is
+    # given); ordinal: the file carries an order (e.g. Amazon positions), not a time: position k
+    # becomes 1970-01-01T00:00:00Z + k seconds, which keeps the order and says so honestly.
+    ts_format: TimestampFormat = "unix_seconds"
+
+
+@dataclass
+class DatasetConfig:
+    name: str
+    items: str
+    interactions: str
+    item_columns: ItemColumns
+    interaction_columns: InteractionColumns
+    # Text of an item: each part is a template "{column}"-style; a part is used only when every
+    # column it names is non-empty, and parts are joined by ``text_separator``.
+    text_template: list[str]
+    text_separator: str = ". "
+    csv_delimiter: str = ","
+
+    def __post_init__(self) -> None:
+        if not self.text_template:
+            raise ValueError("text_template must list at least one part")
+
+
+@dataclass
+class TextViewConfig:
+    enabled: bool = True
+    batch_size: int = 128
+    max_seq_length: int = 128
+
+
+@dataclass
+class ImageViewConfig:
+    enabled: bool = True
+    batch_size: int = 16
+    image_size: int = 224
+
+
+@dataclass
+class GeoViewConfig:
+    """Spatial + mobility POI graph, embedded by a distributed randomised eigendecomposition."""
+
+    enabled: bool = True
+    ring_resolution: int = 9          # H3 resolution of the neighbour rings (res 9 edge ~ 174 m)
+    ring_k: int = 1                   # grid distance of neighbouring cells joined
+    max_neighbors: int = 16           # nearest spatial neighbours kept per POI (bounds edges)
+    cell_resolutions: list[int] = field(default_factory=lambda: [6, 7])  # POI-cell edges
+    mobility_max_gap_hours: float = 24.0
+    spatial_weight: float = 1.0
+    mobility_weight: float = 1.0
+    cell_weight: float = 0.5
+    dim: int = 64
+    oversample: int = 16
+    power_iters: int = 1
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ring_resolution <= 15:
+            raise ValueError("ring_resolution must be an H3 resolution in 0..15")
+        if any(not 0 <= r <= 15 for r in self.cell_resolutions):
+            raise ValueError("cell_resolutions must be H3 resolutions in 0..15")
+        if self.dim < 1 or self.max_neighbors < 1 or self.ring_k < 0:
+            raise ValueError("dim and max_neighbors must be >= 1, ring_k >= 0")
+
+
+@dataclass
+class CFViewConfig:
+    """Item co-occurrence within a window of training sequences -> PPMI -> truncated SVD."""
+
+    enabled: bool = True
+    window: int = 3
+    min_count: int = 1
+    dim: int = 64
+    oversample: int = 16
+    power_iters: int = 1
+    seed: int = 11
+
+
+@dataclass
+class FeaturesConfig:
+    text: TextViewConfig = field(default_factory=TextViewConfig)
+    image: ImageViewConfig = field(default_factory=ImageViewConfig)
+    geo: GeoViewConfig = field(default_factory=GeoViewConfig)
+    cf: CFViewConfig = field(default_factory=CFViewConfig)
+    h3_resolutions: list[int] = field(default_factory=lambda: [7, 8, 9])
+
+
+@dataclass
+class SequencesConfig:
+    max_history: int = 50
+    collapse_repeats: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_history < 1:
+            raise ValueError("max_history must be >= 1")
+
+
+@dataclass
+class SparkConfig:
+    master: str = "local[2]"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 4
+    arrow_batch_rows: int = 2048
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineConfig:
+    namespace: str
+    dataset: DatasetConfig
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    sequences: SequencesConfig = field(default_factory=SequencesConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    # Set by load_config: the directory relative paths are resolved against.
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> str:
+        """Absolute form of a (possibly relative) path from the config."""
+        p = Path(path)
+        return str(p if p.is_absolute() or "://" in path else (Path(self.base_dir) / p).resolve())
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read, override and validate a pipeline YAML; raise ConfigError with the key on error."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    data = copy.deepcopy(data)
+    for item in overrides or []:
+        apply_override(data, item)
+    if "base_dir" in data:
+        raise ConfigError(f"{path}: base_dir is set by the loader, not the file")
+    data["base_dir"] = str(path.resolve().parent)
+    return build(PipelineConfig, data, "config")
+
+
+__all__ = ["ConfigError", "PipelineConfig", "load_config"]

@@ -1,0 +1,49 @@
+"""Build the SparkSession every job uses (local by default, any master under spark-submit)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from simcit.config import SparkConfig
+
+
+def get_spark(cfg: SparkConfig, app_name: str):
+    """Return the active session (spark-submit) or start one from ``cfg`` (embedded default)."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Workers must run the same interpreter as the driver (the project's venv).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit the master comes from the command line; only default it when unset.
+    # Under spark-submit the JVM already holds --master/--conf; only default them when embedded.
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not under_submit:
+        builder = builder.master(cfg.master)
+    conf = {
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        # delta-rs and pyarrow read microsecond timestamps, not INT96.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "true",
+        "spark.python.worker.reuse": "true",
+        "spark.driver.extraJavaOptions": "-Dio.netty.tryReflectionSetAccessible=true",
+        **cfg.conf,
+    }
+    for key, value in conf.items():
+        if under_submit and key == "spark.driver.memory":
+            continue  # fixed at JVM start by spark-submit
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
