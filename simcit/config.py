@@ -86,7 +86,7 @@ class GeoViewConfig:
     mobility_weight: float = 1.0
     cell_weight: float = 0.5
     dim: int = 64
-    oversample: int = 16
+    oversample: int = 8
     power_iters: int = 1
     seed: int = 7
 
@@ -107,7 +107,7 @@ class CFViewConfig:
     window: int = 3
     min_count: int = 1
     dim: int = 64
-    oversample: int = 16
+    oversample: int = 8
     power_iters: int = 1
     seed: int = 11
 

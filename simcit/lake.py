@@ -123,7 +123,13 @@ class Lake:
                 pass
             os._exit(86)
         props = CommitProperties(custom_metadata={"simcit.table": table, **(metadata or {})})
-        write_deltalake(path, reader, mode=mode, schema_mode=None, commit_properties=props)
+        try:
+            write_deltalake(path, reader, mode=mode, schema_mode=None, commit_properties=props)
+        except Exception:
+            # delta-rs wraps errors raised inside the stream; surface ours unwrapped.
+            if counter.error is not None:
+                raise counter.error from None
+            raise
         return CommitResult(table=table, version=DeltaTable(path).version(), rows=counter.rows)
 
     def write_table(self, table: str, data: pa.Table, mode: str = "overwrite", metadata=None) -> CommitResult:
@@ -131,13 +137,20 @@ class Lake:
 
 
 class _RowCounter:
+    """Counts rows flowing into the writer and remembers an error raised while producing them."""
+
     def __init__(self) -> None:
         self.rows = 0
+        self.error: Exception | None = None
 
     def count(self, batches):
-        for b in batches:
-            self.rows += b.num_rows
-            yield b
+        try:
+            for b in batches:
+                self.rows += b.num_rows
+                yield b
+        except Exception as exc:
+            self.error = exc
+            raise
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema, table: str) -> pa.RecordBatch:

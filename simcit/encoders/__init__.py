@@ -1,0 +1,1 @@
+"""Frozen pretrained encoders, loaded once per Python process and run in batches."""

@@ -1,0 +1,1 @@
+"""Spark-side builders of the item views (text, image, geo, cf) for the ``features`` stage."""
