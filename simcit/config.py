@@ -131,6 +131,40 @@ class SequencesConfig:
             raise ValueError("max_history must be >= 1")
 
 
+ViewName = Literal["text", "image", "geo", "cf"]
+
+
+@dataclass
+class TokenizerTrainingConfig:
+    """``train-tokenizer``: which tokenizer, on which views, trained how and where."""
+
+    kind: Literal["simcit", "rqvae", "rqkmeans"] = "simcit"
+    views: list[ViewName] = field(default_factory=lambda: ["text", "geo", "cf"])
+    levels: int = 3                   # L
+    codebook_size: int = 256          # K
+    latent_dim: int = 128             # D
+    batch_size: int = 256             # per worker
+    epochs: int = 20
+    lr: float = 2e-4
+    weight_decay: float = 1e-3
+    warmup_fraction: float = 0.05
+    gumbel_tau: float = 0.2
+    temperature: float = 0.07
+    valid_fraction: float = 0.05      # items held out for the hard-code validation loss
+    num_workers: int = 1
+    strategy: Literal["ddp", "deepspeed"] = "ddp"
+    deepspeed_config: str = "../cluster/deepspeed_tokenizer.json"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.views:
+            raise ValueError("views must name at least one of text, image, geo, cf")
+        if self.levels < 1 or self.codebook_size < 2 or self.batch_size < 2 or self.num_workers < 1:
+            raise ValueError("levels >= 1, codebook_size >= 2, batch_size >= 2, num_workers >= 1")
+        if not 0 < self.valid_fraction < 0.5:
+            raise ValueError("valid_fraction must be in (0, 0.5)")
+
+
 @dataclass
 class SparkConfig:
     master: str = "local[2]"
@@ -146,6 +180,7 @@ class PipelineConfig:
     dataset: DatasetConfig
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     sequences: SequencesConfig = field(default_factory=SequencesConfig)
+    tokenizer: TokenizerTrainingConfig = field(default_factory=TokenizerTrainingConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     # Set by load_config: the directory relative paths are resolved against.
     base_dir: str = "."
