@@ -27,8 +27,16 @@ class GraphParams:
     cell_weight: float = 0.5
 
 
-def spatial_edges(lat: np.ndarray, lon: np.ndarray, p: GraphParams) -> dict[tuple[int, int], float]:
-    """Directed k-nearest edges among POIs in neighbouring cells, then symmetrised by max."""
+def spatial_edges(
+    lat: np.ndarray, lon: np.ndarray, p: GraphParams, ids: np.ndarray | None = None
+) -> dict[tuple[int, int], float]:
+    """Directed k-nearest edges among POIs in neighbouring cells, then symmetrised by max.
+
+    Equal distances (POIs sharing coordinates) are broken by ``ids`` (default: row index), as
+    the Spark job breaks them by item id. (The Spark job also caps the candidates one cell may
+    contribute at ``max_cell_candidates``; both agree whenever no cell holds more POIs.)
+    """
+    tie = np.arange(len(lat)) if ids is None else np.asarray(ids)
     cells = h3_cells.cells(lat, lon, p.ring_resolution)
     bucket: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(cells):
@@ -40,7 +48,7 @@ def spatial_edges(lat: np.ndarray, lon: np.ndarray, p: GraphParams) -> dict[tupl
         if cand.size == 0:
             continue
         d = haversine_m(lat[i], lon[i], lat[cand], lon[cand])
-        order = np.lexsort((cand, d))[: p.max_neighbors]  # by distance, then index (deterministic)
+        order = np.lexsort((tie[cand], d))[: p.max_neighbors]  # by distance, then id
         for j, dist in zip(cand[order], d[order]):
             w = p.spatial_weight * float(spatial_weight(dist, scale))
             for key in ((i, int(j)), (int(j), i)):

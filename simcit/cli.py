@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from simcit.typed_config import ConfigError
@@ -15,6 +16,7 @@ STAGES: dict[str, str] = {
     "ingest": "ingest",
     "features": "features",
     "sequences": "sequences",
+    "assign-ids": "assign_ids",
 }
 PIPELINE = ["ingest", "features", "sequences"]
 
@@ -30,7 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
             help="override a config key, e.g. --set features.geo.dim=32 (repeatable)",
         )
+        if name == "train-tokenizer":
+            p.add_argument("--tokenizer", choices=["simcit", "rqvae", "rqkmeans"], help="tokenizer.kind")
+            p.add_argument("--num-workers", type=int, help="tokenizer.num_workers (Ray Train workers)")
+            p.add_argument("--strategy", choices=["ddp", "deepspeed"], help="tokenizer.strategy")
+            p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     return parser
+
+
+# train-tokenizer flags -> config overrides (values JSON-quoted: valid YAML, never reinterpreted)
+_FLAG_KEYS = {"tokenizer": "tokenizer.kind", "num_workers": "tokenizer.num_workers",
+              "strategy": "tokenizer.strategy", "address": "tokenizer.ray_address"}
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    return [f"{key}={json.dumps(getattr(args, flag))}" for flag, key in _FLAG_KEYS.items()
+            if getattr(args, flag, None) is not None]
 
 
 def run_stage(stage: str, config: str, lake: str = "./lake", overrides: list[str] | None = None):
@@ -47,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = PIPELINE if args.stage == "pipeline" else [args.stage]
     try:
         for stage in stages:
-            run_stage(stage, args.config, args.lake, args.overrides)
+            run_stage(stage, args.config, args.lake, args.overrides + _flag_overrides(args))
     except ConfigError as exc:
         print(f"simcit: configuration error: {exc}", file=sys.stderr)
         return 2

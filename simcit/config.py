@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 
@@ -80,6 +80,9 @@ class GeoViewConfig:
     ring_resolution: int = 9          # H3 resolution of the neighbour rings (res 9 edge ~ 174 m)
     ring_k: int = 1                   # grid distance of neighbouring cells joined
     max_neighbors: int = 16           # nearest spatial neighbours kept per POI (bounds edges)
+    # Candidates taken from one ring cell at most (a hash-chosen, deterministic subset): bounds
+    # the join in pathological cells (a mall with 2,000 POIs) to max_cell_candidates x 7 per POI.
+    max_cell_candidates: int = 128
     cell_resolutions: list[int] = field(default_factory=lambda: [6, 7])  # POI-cell edges
     mobility_max_gap_hours: float = 24.0
     spatial_weight: float = 1.0
@@ -155,6 +158,17 @@ class TokenizerTrainingConfig:
     strategy: Literal["ddp", "deepspeed"] = "ddp"
     deepspeed_config: str = "../cluster/deepspeed_tokenizer.json"
     seed: int = 0
+    # Further keys of the tokenizer's model config (SimCITConfig / RQVAEConfig / RQKMeansConfig),
+    # e.g. {hidden_dims: [512, 384, 256], codebook_lr_scale: 10.0}.
+    model: dict[str, Any] = field(default_factory=dict)
+    sample_size: int = 16384          # training items sampled (streamed) for k-means init / RQ-KMeans
+    cpus_per_worker: float = 1.0      # Ray CPUs (= torch threads) per training worker
+    use_gpu: Optional[bool] = None    # None: GPU workers (NCCL) if the Ray cluster has the GPUs
+    max_failures: int = 2             # worker failures survived by resuming from the last checkpoint
+    checkpoints_to_keep: int = 2      # best by hard-code validation loss (plus always the latest)
+    ray_address: Optional[str] = None  # None: $RAY_ADDRESS if set, else a local Ray
+    # Fault injection (tests): one worker raises once at the start of this epoch (>= 1).
+    fail_at_epoch: Optional[int] = None
 
     def __post_init__(self) -> None:
         if not self.views:
@@ -163,6 +177,26 @@ class TokenizerTrainingConfig:
             raise ValueError("levels >= 1, codebook_size >= 2, batch_size >= 2, num_workers >= 1")
         if not 0 < self.valid_fraction < 0.5:
             raise ValueError("valid_fraction must be in (0, 0.5)")
+        if self.epochs < 1 or self.sample_size < 1 or self.cpus_per_worker <= 0:
+            raise ValueError("epochs >= 1, sample_size >= 1, cpus_per_worker > 0")
+        if self.max_failures < -1 or self.checkpoints_to_keep < 1:
+            raise ValueError("max_failures >= -1 (-1: unlimited), checkpoints_to_keep >= 1")
+        if self.fail_at_epoch is not None and self.fail_at_epoch < 1:
+            raise ValueError("fail_at_epoch must be >= 1 (a resume needs a checkpoint from an earlier epoch)")
+
+
+@dataclass
+class AssignIdsConfig:
+    """``assign-ids``: which tokenizer model, and which table to write."""
+
+    model_dir: Optional[str] = None     # default: the latest trained model of tokenizer.kind
+    # Written to ``semantic_ids__<table_tag>`` instead of ``semantic_ids`` when set, so SIDs of
+    # several tokenizers can live side by side (e.g. for the quality benchmark).
+    table_tag: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.table_tag is not None and not self.table_tag.replace("_", "").isalnum():
+            raise ValueError("table_tag must be letters, digits and underscores")
 
 
 @dataclass
@@ -181,6 +215,7 @@ class PipelineConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     sequences: SequencesConfig = field(default_factory=SequencesConfig)
     tokenizer: TokenizerTrainingConfig = field(default_factory=TokenizerTrainingConfig)
+    assign_ids: AssignIdsConfig = field(default_factory=AssignIdsConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     # Set by load_config: the directory relative paths are resolved against.
     base_dir: str = "."

@@ -103,7 +103,8 @@ TABLES: dict[str, pa.Schema] = {
 
 
 def schema_of(table: str) -> pa.Schema:
+    """Schema of ``table``; ``<table>__<tag>`` (e.g. ``semantic_ids__rqvae``) shares its base's."""
     try:
-        return TABLES[table]
+        return TABLES[table.split("__", 1)[0]]
     except KeyError:
-        raise KeyError(f"unknown table {table!r}; known: {sorted(TABLES)}") from None
+        raise KeyError(f"unknown table {table!r}; known: {sorted(TABLES)} (optionally with a __tag)") from None

@@ -2,7 +2,8 @@
 
 Nodes are POIs with coordinates plus coarse H3 cells. Edges, all built with Spark joins:
   * spatial: POI -> POIs whose cell lies in its k-ring at ``ring_resolution`` (an equi-join on
-    cell id after exploding the ring), the ``max_neighbors`` nearest kept, weight
+    cell id after exploding the ring; at most ``max_cell_candidates`` per cell, chosen by a hash
+    of the id), the ``max_neighbors`` nearest kept, weight
     1 / (1 + d / edge_length): dense downtown cells cannot blow the edge count up;
   * mobility: consecutive check-ins of a user within ``mobility_max_gap_hours``, from the
     **training part only**, weight log(1 + count);
@@ -46,6 +47,9 @@ def spatial_edges(cells: DataFrame, cfg: GeoViewConfig) -> DataFrame:
     right = cells.select(
         F.col("item_id").alias("dst"), F.col("latitude").alias("lat2"), F.col("longitude").alias("lon2"), "cell"
     )
+    # Bound the candidates a single (pathologically dense) cell can contribute.
+    per_cell = Window.partitionBy("cell").orderBy(F.xxhash64("dst"), "dst")
+    right = right.withColumn("slot", F.row_number().over(per_cell)).where(F.col("slot") <= cfg.max_cell_candidates)
     pairs = left.join(right, on="cell").where(F.col("src") != F.col("dst"))
     pairs = pairs.withColumn("d", haversine_m(F.col("lat1"), F.col("lon1"), F.col("lat2"), F.col("lon2")))
     nearest = Window.partitionBy("src").orderBy("d", "dst")

@@ -1,0 +1,1 @@
+"""Semantic IDs: formatting, collision resolution, quality figures (the ``assign-ids`` stage)."""

@@ -1,0 +1,45 @@
+"""Collision resolution and refresh stability, as distributed Spark operations.
+
+Items sharing all L base codes get a final disambiguation code 0, 1, 2, ... ordered by item id
+(deterministic). On a refresh with the same tokenizer version, existing rows are kept exactly
+as they are, and new items in a group continue after the group's largest code in use, so a new
+item never takes a SID already in use (not even one of an item that left the catalogue: its row
+stays, keeping its SID reserved).
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from simcit.sids.sid_format import sid_expression
+
+
+def assign(coded: DataFrame, previous: DataFrame | None, levels: int, version: str, created_at) -> DataFrame:
+    """Rows of the new ``semantic_ids`` table.
+
+    ``coded``: (item_id, base) for every item to cover; ``previous``: the current table's rows
+    when it was written by the same tokenizer version (else None).
+    """
+    fresh = coded
+    offsets = None
+    if previous is not None:
+        fresh = coded.join(previous.select("item_id"), "item_id", "left_anti")
+        offsets = previous.select(
+            F.slice("codes", 1, levels).alias("base"), F.element_at("codes", levels + 1).alias("d")
+        ).groupBy("base").agg((F.max("d") + 1).alias("offset"))
+        fresh = fresh.join(offsets, "base", "left")
+    else:
+        fresh = fresh.withColumn("offset", F.lit(0))
+    group = Window.partitionBy("base").orderBy("item_id")
+    d = (F.row_number().over(group) - 1 + F.coalesce(F.col("offset"), F.lit(0))).cast("int")
+    codes = F.concat(F.col("base"), F.array(d))
+    new_rows = fresh.select(
+        "item_id",
+        codes.alias("codes"),
+        F.lit(version).alias("tokenizer_version"),
+        F.lit(created_at).cast("timestamp").alias("created_at"),
+    ).withColumn("sid", sid_expression(F.col("codes"), levels + 1))
+    new_rows = new_rows.select("item_id", "codes", "sid", "tokenizer_version", "created_at")
+    if previous is None:
+        return new_rows
+    return previous.select("item_id", "codes", "sid", "tokenizer_version", "created_at").unionByName(new_rows)
