@@ -111,3 +111,18 @@ def test_summary_reports_coverage(nyc_features):
     assert s.rows_in == s.rows_out == nyc_features["feats"].height
     assert s.extra["geo"] == f"{s.rows_out:,}"
     assert load_config(nyc_features["cfg"]).namespace == "nyc"
+
+
+def test_cooccurrence_counts_within_window(spark):
+    from simcit.features.cf_graph import cooccurrence_counts, ppmi
+
+    rows = [("u", "a", 0), ("u", "b", 1), ("u", "c", 2), ("u", "a", 3), ("v", "x", 0), ("v", "y", 1), ("w", "z", 0)]
+    df = spark.createDataFrame(pd.DataFrame(rows, columns=["user_id", "item_id", "pos"]))
+    got = {(r.src, r.dst): r.c for r in cooccurrence_counts(df, 2).collect()}
+    # u: a b c a -> offset 1: ab bc ca; offset 2: ac ba; counted in both directions
+    assert got == {("a", "b"): 2, ("b", "a"): 2, ("a", "c"): 2, ("c", "a"): 2, ("b", "c"): 1, ("c", "b"): 1,
+                   ("x", "y"): 1, ("y", "x"): 1}
+    scored = {(r.src, r.dst): r.w for r in ppmi(cooccurrence_counts(df, 2), 1).collect()}
+    total, m = 12.0, {"a": 4, "b": 3, "c": 3, "x": 1, "y": 1}
+    for (i, j), w in scored.items():
+        assert abs(w - np.log(got[(i, j)] * total / (m[i] * m[j]))) < 1e-9 and w > 0
