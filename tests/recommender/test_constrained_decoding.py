@@ -11,7 +11,7 @@ from simcit.recommender import (
     constrained_beam_search,
     encode_prompt,
 )
-from recommender_testing import TINY, brute_force_scores, random_sids, tiny_model
+from tests.recommender.recommender_testing import TINY, brute_force_scores, random_sids, tiny_model
 
 
 def _case(seed: int, arch: str, n_items: int, sizes: tuple[int, ...]):

@@ -18,7 +18,7 @@ from simcit.recommender import (
     num_parameters,
     save_recommender,
 )
-from recommender_testing import brute_force_scores, random_sids
+from tests.recommender.recommender_testing import brute_force_scores, random_sids
 
 BASE_WORDS = ["<unk>", "<|endoftext|>", "hello", "world", "the", "cafe", "near", "park"]
 

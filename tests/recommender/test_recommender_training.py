@@ -14,7 +14,7 @@ from simcit.recommender import (
     constrained_beam_search,
     encode_prompt,
 )
-from recommender_testing import random_sids
+from tests.recommender.recommender_testing import random_sids
 
 
 def test_training_learns_a_toy_successor_pattern():

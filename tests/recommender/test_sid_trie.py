@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simcit.recommender import SIDTrie, SIDVocabulary
-from recommender_testing import random_sids
+from tests.recommender.recommender_testing import random_sids
 
 
 @pytest.mark.parametrize("dense_limit", [1 << 24, 0])  # dense tables, then sorted-key storage

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from simcit.recommender import SIDVocabulary, parse_sid_string, sid_string
-from recommender_testing import random_sids
+from tests.recommender.recommender_testing import random_sids
 
 
 def test_token_layout_and_sid_string():
