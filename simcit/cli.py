@@ -16,9 +16,10 @@ STAGES: dict[str, str] = {
     "ingest": "ingest",
     "features": "features",
     "sequences": "sequences",
+    "train-tokenizer": "train_tokenizer",
     "assign-ids": "assign_ids",
 }
-PIPELINE = ["ingest", "features", "sequences"]
+PIPELINE = ["ingest", "features", "sequences", "train-tokenizer", "assign-ids"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -166,6 +166,9 @@ class TokenizerTrainingConfig:
     use_gpu: Optional[bool] = None    # None: GPU workers (NCCL) if the Ray cluster has the GPUs
     max_failures: int = 2             # worker failures survived by resuming from the last checkpoint
     checkpoints_to_keep: int = 2      # best by hard-code validation loss (plus always the latest)
+    # Items whose embeddings fit in this many MB (estimated) are read once and cached in Ray's
+    # object store; larger tables stream from the lake every epoch. 0: always stream.
+    cache_mb: int = 1024
     ray_address: Optional[str] = None  # None: $RAY_ADDRESS if set, else a local Ray
     # Fault injection (tests): one worker raises once at the start of this epoch (>= 1).
     fail_at_epoch: Optional[int] = None
@@ -179,8 +182,8 @@ class TokenizerTrainingConfig:
             raise ValueError("valid_fraction must be in (0, 0.5)")
         if self.epochs < 1 or self.sample_size < 1 or self.cpus_per_worker <= 0:
             raise ValueError("epochs >= 1, sample_size >= 1, cpus_per_worker > 0")
-        if self.max_failures < -1 or self.checkpoints_to_keep < 1:
-            raise ValueError("max_failures >= -1 (-1: unlimited), checkpoints_to_keep >= 1")
+        if self.max_failures < -1 or self.checkpoints_to_keep < 1 or self.cache_mb < 0:
+            raise ValueError("max_failures >= -1 (-1: unlimited), checkpoints_to_keep >= 1, cache_mb >= 0")
         if self.fail_at_epoch is not None and self.fail_at_epoch < 1:
             raise ValueError("fail_at_epoch must be >= 1 (a resume needs a checkpoint from an earlier epoch)")
 

@@ -1,0 +1,38 @@
+"""Ray Data views of ``item_features`` for training: train / validation items (hash split) and a
+bounded random sample of the training items (k-means init, RQ-KMeans fit).
+
+Read from the table's current Delta version's Parquet files; everything streams, so no process
+holds more than a block (training workers: their shard, via ``get_dataset_shard``). A small table
+(``cache``) is read once into Ray's object store instead: re-reading Parquet costs every epoch a
+fixed start-up (seconds) that dominates when an epoch itself takes seconds."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence
+
+from simcit.lake import Lake
+from simcit.train.view_batches import select_items, view_column
+
+
+def item_datasets(lake: Lake, views: Sequence[str], valid_fraction: float, sample_size: int,
+                  table_rows: int, seed: int = 0, cache: bool = False) -> dict:
+    """{"train", "valid", "sample"} Ray Datasets over the items having >= 1 of ``views``;
+    ``cache``: materialize train and valid in the object store (small tables only)."""
+    import ray.data
+
+    columns = ["item_id", *[view_column(v) for v in views]]
+    base = ray.data.read_parquet(lake.file_uris("item_features"), columns=columns)
+
+    def part(name: str):
+        return base.map_batches(partial(select_items, part=name, views=tuple(views), valid_fraction=valid_fraction),
+                                batch_format="pyarrow", batch_size=None)
+
+    train, valid = part("train"), part("valid")
+    if cache:
+        train, valid = train.materialize(), valid.materialize()
+    expected_train = max(1.0, table_rows * (1.0 - valid_fraction))
+    fraction = min(1.0, sample_size / expected_train)
+    sample = train if fraction >= 1.0 else train.random_sample(fraction, seed=seed)
+    # Bernoulli sampling gives ~sample_size rows; the limit bounds memory whatever happens.
+    sample = sample.limit(int(sample_size * 1.25) + 1)
+    return {"train": train, "valid": valid, "sample": sample}
