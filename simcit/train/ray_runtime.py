@@ -18,9 +18,17 @@ class _DropStateApiNoise(logging.Filter):
 
 
 def quiet_worker_logs() -> None:
-    """``worker_process_setup_hook`` of a local Ray: drop the state-API noise above."""
+    """``worker_process_setup_hook`` of a local Ray: drop the state-API noise above, and Ray
+    Train's INFO line per report (it prints the whole metrics dict every epoch; the stage logs
+    its own one-line progress). That module's logger is named after its file path."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").addFilter(
         _DropStateApiNoise())
+    try:
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    except ImportError:  # another Ray Train layout: keep its logging as it is
+        pass
 
 
 def connect_ray(address: Optional[str] = None, min_local_cpus: float = 0.0,
