@@ -25,19 +25,12 @@ from simcit.recommender import (
     encode_prompt,
     num_parameters,
 )
+from simcit.sids.disambiguation import append_disambiguation
 
 
 def random_sids(rng: np.random.Generator, n: int, levels: int, k: int) -> np.ndarray:
     """``n`` random L-level SIDs (K codes a level) + TIGER-style disambiguation code."""
-    codes = rng.integers(0, k, size=(n, levels))
-    order = np.lexsort(codes.T[::-1])
-    s = codes[order]
-    new_group = np.ones(n, dtype=bool)
-    new_group[1:] = (s[1:] != s[:-1]).any(axis=1)
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
-    disamb = np.empty(n, dtype=np.int64)
-    disamb[order] = np.arange(n) - group_start
-    return np.concatenate([codes, disamb[:, None]], axis=1)
+    return append_disambiguation(rng.integers(0, k, size=(n, levels)))
 
 
 def python_trie(vocab: SIDVocabulary) -> dict[tuple[int, ...], list[int]]:

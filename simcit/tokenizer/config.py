@@ -31,6 +31,17 @@ def _check_dims(name: str, dims: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must be positive integers, got {dims!r}")
 
 
+def _validated_input_views(
+    views: dict[str, int], input_views: Optional[tuple[str, ...]]
+) -> Optional[tuple[str, ...]]:
+    """Check ``views`` and ``input_views`` of a baseline config; YAML lists become tuples."""
+    _check_views(views)
+    if input_views is not None:
+        input_views = tuple(input_views)
+    _check_input_views(views, input_views)
+    return input_views
+
+
 def _check_input_views(views: dict[str, int], input_views: Optional[tuple[str, ...]]) -> None:
     if input_views is None:
         return
@@ -109,10 +120,7 @@ class RQVAEConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_views(self.views)
-        if self.input_views is not None:
-            self.input_views = tuple(self.input_views)
-        _check_input_views(self.views, self.input_views)
+        self.input_views = _validated_input_views(self.views, self.input_views)
         self.hidden_dims = tuple(self.hidden_dims)
         _check_dims("hidden_dims", self.hidden_dims)
         _check_positive(latent_dim=self.latent_dim, levels=self.levels, kmeans_iters=self.kmeans_iters)
@@ -138,10 +146,7 @@ class RQKMeansConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_views(self.views)
-        if self.input_views is not None:
-            self.input_views = tuple(self.input_views)
-        _check_input_views(self.views, self.input_views)
+        self.input_views = _validated_input_views(self.views, self.input_views)
         _check_positive(levels=self.levels, iters=self.iters)
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size must be >= 2, got {self.codebook_size}")

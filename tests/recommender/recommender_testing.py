@@ -9,19 +9,12 @@ import numpy as np
 import torch
 
 from simcit.recommender import RecommenderConfig, SIDVocabulary, build_model
+from simcit.sids.disambiguation import append_disambiguation
 
 
 def random_sids(rng: np.random.Generator, n: int, sizes: tuple[int, ...]) -> np.ndarray:
     """``n`` random L-level codes plus a TIGER-style disambiguation code (0, 1, ... per collision)."""
-    codes = rng.integers(0, sizes, size=(n, len(sizes)))
-    order = np.lexsort(codes.T[::-1])
-    s = codes[order]
-    new_group = np.ones(n, dtype=bool)
-    new_group[1:] = (s[1:] != s[:-1]).any(axis=1)
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
-    disamb = np.empty(n, dtype=np.int64)
-    disamb[order] = np.arange(n) - group_start
-    return np.concatenate([codes, disamb[:, None]], axis=1)
+    return append_disambiguation(rng.integers(0, sizes, size=(n, len(sizes))))
 
 
 TINY = RecommenderConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256)
