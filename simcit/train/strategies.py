@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -36,6 +36,29 @@ class OptimSettings:
     total_steps: int
     warmup_fraction: float
     batch_size: int  # per worker
+    gradient_clipping: float = 0.0  # max grad norm; 0 = off
+
+
+# batch -> (loss, scalar metrics); the default is the tokenizers' ``model(batch) -> TokenizerOutput``
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
+
+
+def tokenizer_loss(model: nn.Module, batch: ViewBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    out = model(batch)
+    return out.loss, out.metrics
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """The model's own groups when it defines them (the tokenizers), else the usual split:
+    weight decay on matrices, none on biases, norms and embeddings."""
+    if hasattr(model, "param_groups"):
+        return model.param_groups(lr, weight_decay)
+    decay, no_decay = [], []
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    for p in {id(p): p for p in model.parameters() if p.requires_grad}.values():
+        (decay if p.ndim >= 2 and id(p) not in embeddings else no_decay).append(p)
+    return [{"params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
 
 
 class DDPEngine:
@@ -43,24 +66,29 @@ class DDPEngine:
 
     name = "ddp"
 
-    def __init__(self, model: nn.Module, opt: OptimSettings, world_size: int, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, opt: OptimSettings, world_size: int, device: torch.device,
+                 loss_fn: LossFn = tokenizer_loss) -> None:
         self.module = model
         self.device = device
+        self.loss_fn = loss_fn
+        self.clip = opt.gradient_clipping
         if world_size > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.model: nn.Module = DistributedDataParallel(model, device_ids=ids)
         else:
             self.model = model
-        self.optimizer = torch.optim.AdamW(model.param_groups(opt.lr, opt.weight_decay))
+        self.optimizer = torch.optim.AdamW(param_groups(model, opt.lr, opt.weight_decay))
         self.scheduler = warmup_cosine(self.optimizer, opt.total_steps, opt.warmup_fraction)
 
-    def train_step(self, batch: ViewBatch) -> dict[str, float]:
-        out = self.model(batch)
+    def train_step(self, batch: Any) -> dict[str, float]:
+        loss, metrics = self.loss_fn(self.model, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
+        if self.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip)
         self.optimizer.step()
         self.scheduler.step()
-        return out.metrics
+        return metrics
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -91,8 +119,11 @@ class DeepSpeedEngine:
     name = "deepspeed"
 
     def __init__(self, model: nn.Module, opt: OptimSettings, world_size: int, device: torch.device,
-                 ds_config: dict[str, Any]) -> None:
+                 ds_config: dict[str, Any], loss_fn: LossFn = tokenizer_loss,
+                 zero3_unsupported: Optional[str] = None) -> None:
         import deepspeed
+
+        self.loss_fn = loss_fn
 
         for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
                            ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
@@ -103,14 +134,17 @@ class DeepSpeedEngine:
         config = copy.deepcopy(ds_config)
         stage = int(config.get("zero_optimization", {}).get("stage", 0))
         if stage >= 3:
-            raise ValueError(
+            raise ValueError(zero3_unsupported or (
                 "ZeRO stage 3 is not supported for the tokenizer: it partitions parameters, while "
                 "the quantizer reads its codebooks outside their module's forward (codeword "
-                "regulariser, hard codes); a ~3M-parameter model gains nothing from it. Use 0-2.")
+                "regulariser, hard codes); a ~3M-parameter model gains nothing from it. Use 0-2."))
         config.pop("train_batch_size", None)
         config["train_micro_batch_size_per_gpu"] = opt.batch_size
         config["gradient_accumulation_steps"] = 1
-        groups = model.param_groups(opt.lr, opt.weight_decay)
+        if opt.gradient_clipping > 0:
+            config["gradient_clipping"] = opt.gradient_clipping
+        resolve_bf16(config, device)
+        groups = param_groups(model, opt.lr, opt.weight_decay)
         optimizer: Optional[torch.optim.Optimizer] = None
         if "optimizer" in config:
             params = config["optimizer"].setdefault("params", {})
@@ -127,11 +161,11 @@ class DeepSpeedEngine:
         self.module = self.engine.module
         self.zero_stage = stage
 
-    def train_step(self, batch: ViewBatch) -> dict[str, float]:
-        out = self.engine(batch)
-        self.engine.backward(out.loss)
+    def train_step(self, batch: Any) -> dict[str, float]:
+        loss, metrics = self.loss_fn(self.engine, batch)
+        self.engine.backward(loss)
         self.engine.step()
-        return out.metrics
+        return metrics
 
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])
@@ -146,14 +180,24 @@ class DeepSpeedEngine:
             raise RuntimeError(f"DeepSpeed found no checkpoint under {directory}/{DEEPSPEED_DIR}")
 
 
+def resolve_bf16(config: dict[str, Any], device: torch.device) -> None:
+    """``"bf16": {"enabled": "auto"}`` -> on where the device has bf16 (a CUDA GPU that supports
+    it), off elsewhere: CPU workers train in fp32 (DeepSpeed's CPU bf16 path is not worth it for
+    these model sizes)."""
+    section = config.get("bf16")
+    if isinstance(section, dict) and section.get("enabled") == "auto":
+        section["enabled"] = bool(device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
 def make_engine(strategy: str, model: nn.Module, opt: OptimSettings, world_size: int, device: torch.device,
-                deepspeed_config: Optional[dict[str, Any]] = None):
+                deepspeed_config: Optional[dict[str, Any]] = None, loss_fn: LossFn = tokenizer_loss,
+                zero3_unsupported: Optional[str] = None):
     if strategy == "ddp":
-        return DDPEngine(model, opt, world_size, device)
+        return DDPEngine(model, opt, world_size, device, loss_fn)
     if strategy == "deepspeed":
         if deepspeed_config is None:
             raise ValueError("strategy 'deepspeed' needs a DeepSpeed JSON config")
-        return DeepSpeedEngine(model, opt, world_size, device, deepspeed_config)
+        return DeepSpeedEngine(model, opt, world_size, device, deepspeed_config, loss_fn, zero3_unsupported)
     raise ValueError(f"unknown strategy {strategy!r}; choose 'ddp' or 'deepspeed'")
 
 

@@ -24,7 +24,6 @@ from simcit.lake import Lake
 from simcit.tokenizer import SimCITConfig, SimCITTokenizer, ViewBatch, build_tokenizer
 from simcit.train.model_config import config_from_dict
 from simcit.train.model_store import latest_tokenizer_dir, load_tokenizer, tokenizer_models_root
-from simcit.train.ray_runtime import connect_ray
 from simcit.train.trainer import train_tokenizer
 from simcit.train.view_batches import to_view_batch
 from tests.conftest import NYC_CONFIG, REPO
@@ -40,14 +39,6 @@ TOKENIZER = {
     "epochs": 2, "valid_fraction": 0.2, "lr": 2e-3, "warmup_fraction": 0.0, "sample_size": 2000,
     "model": {"hidden_dims": [32], "kmeans_iters": 5}, "max_failures": 1, "checkpoints_to_keep": 1,
 }
-
-
-@pytest.fixture(scope="session")
-def local_ray():
-    started = connect_ray(None, min_local_cpus=3, log=lambda m: None)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
