@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from simcit.typed_config import ConfigError
@@ -18,8 +19,10 @@ STAGES: dict[str, str] = {
     "sequences": "sequences",
     "train-tokenizer": "train_tokenizer",
     "assign-ids": "assign_ids",
+    "train-recommender": "train_recommender",
+    "evaluate": "evaluate",
 }
-PIPELINE = ["ingest", "features", "sequences", "train-tokenizer", "assign-ids"]
+PIPELINE = ["ingest", "features", "sequences", "train-tokenizer", "assign-ids", "train-recommender", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,20 +38,42 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "train-tokenizer":
             p.add_argument("--tokenizer", choices=["simcit", "rqvae", "rqkmeans"], help="tokenizer.kind")
-            p.add_argument("--num-workers", type=int, help="tokenizer.num_workers (Ray Train workers)")
-            p.add_argument("--strategy", choices=["ddp", "deepspeed"], help="tokenizer.strategy")
+        if name in ("train-tokenizer", "train-recommender"):
+            section = "tokenizer" if name == "train-tokenizer" else "recommender"
+            p.add_argument("--num-workers", type=int, help=f"{section}.num_workers (Ray Train workers)")
+            p.add_argument("--strategy", choices=["ddp", "deepspeed"], help=f"{section}.strategy")
             p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+        if name == "train-recommender":
+            p.add_argument("--base-model", help="local directory of a pretrained causal LM to fine-tune "
+                                                "(SID tokens are added to its vocabulary)")
+        if name in ("train-recommender", "evaluate"):
+            p.add_argument("--sid-table", help="semantic_ids table to use, e.g. semantic_ids__rqvae "
+                                               "(default: the one assign-ids writes)")
     return parser
 
 
-# train-tokenizer flags -> config overrides (values JSON-quoted: valid YAML, never reinterpreted)
-_FLAG_KEYS = {"tokenizer": "tokenizer.kind", "num_workers": "tokenizer.num_workers",
-              "strategy": "tokenizer.strategy", "address": "tokenizer.ray_address"}
+# stage flags -> config overrides (values JSON-quoted: valid YAML, never reinterpreted)
+_FLAG_KEYS = {
+    "train-tokenizer": {"tokenizer": "tokenizer.kind", "num_workers": "tokenizer.num_workers",
+                        "strategy": "tokenizer.strategy", "address": "tokenizer.ray_address"},
+    "train-recommender": {"num_workers": "recommender.num_workers", "strategy": "recommender.strategy",
+                          "address": "recommender.ray_address", "base_model": "recommender.base_model",
+                          "sid_table": "recommender.sid_table"},
+    "evaluate": {"sid_table": "recommender.sid_table"},
+}
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[str]:
-    return [f"{key}={json.dumps(getattr(args, flag))}" for flag, key in _FLAG_KEYS.items()
-            if getattr(args, flag, None) is not None]
+    keys = _FLAG_KEYS.get(args.stage, {})
+    out = []
+    for flag, key in keys.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if flag == "base_model":
+            value = os.path.abspath(value)  # a path on the command line is relative to the cwd
+        out.append(f"{key}={json.dumps(value)}")
+    return out
 
 
 def run_stage(stage: str, config: str, lake: str = "./lake", overrides: list[str] | None = None):

@@ -203,6 +203,79 @@ class AssignIdsConfig:
 
 
 @dataclass
+class RecommenderTrainingConfig:
+    """``train-recommender``: the generative recommender over a semantic-ID table (SPEC §4)."""
+
+    # SID table to learn over: None -> the table assign-ids writes (``semantic_ids`` or
+    # ``semantic_ids__<assign_ids.table_tag>``); else a table name such as ``semantic_ids__rqvae``.
+    sid_table: Optional[str] = None
+    # Keys of simcit.recommender.RecommenderConfig (arch, hidden_size, num_layers, ...) for a
+    # model trained from scratch; ignored with base_model.
+    model: dict[str, Any] = field(default_factory=dict)
+    base_model: Optional[str] = None    # local directory of a pretrained causal LM (--base-model)
+    window: int = 20                    # items of history per training sequence / prompt
+    windows: Literal["last", "sliding"] = "sliding"
+    stride: int = 10                    # sliding windows end every `stride` items
+    context: Literal["none", "time"] = "none"  # "time": an hour-of-week token before every SID
+    batch_size: int = 64                # sequences per worker step
+    epochs: int = 20
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    gradient_clipping: float = 1.0
+    num_workers: int = 1
+    strategy: Literal["ddp", "deepspeed"] = "deepspeed"
+    deepspeed_config: str = "../cluster/deepspeed_recommender.json"
+    seed: int = 0
+    valid_users: int = 1000             # users whose valid Recall@10 decides early stopping
+    patience: int = 3                   # epochs without a better valid Recall@10 before stopping
+    beam_size: int = 20                 # beam of the validation decoding
+    cpus_per_worker: float = 1.0
+    use_gpu: Optional[bool] = None
+    max_failures: int = 2
+    checkpoints_to_keep: int = 2
+    ray_address: Optional[str] = None
+    fail_at_epoch: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.stride < 1 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("window, stride, batch_size and epochs must be >= 1")
+        if self.num_workers < 1 or self.cpus_per_worker <= 0 or self.valid_users < 1 or self.beam_size < 1:
+            raise ValueError("num_workers >= 1, cpus_per_worker > 0, valid_users >= 1, beam_size >= 1")
+        if self.patience < 1 or self.checkpoints_to_keep < 1 or self.max_failures < -1:
+            raise ValueError("patience >= 1, checkpoints_to_keep >= 1, max_failures >= -1")
+        if self.fail_at_epoch is not None and self.fail_at_epoch < 1:
+            raise ValueError("fail_at_epoch must be >= 1")
+        if self.sid_table is not None and not self.sid_table.startswith("semantic_ids"):
+            raise ValueError("sid_table must name a semantic_ids table, e.g. semantic_ids__rqvae")
+
+
+FloorName = Literal["mostpop", "markov", "repeat", "itemknn", "sasrec"]
+
+
+@dataclass
+class EvaluateConfig:
+    """``evaluate``: constrained beam search + floors on valid and test, into ``eval_metrics``."""
+
+    model_dir: Optional[str] = None     # default: the latest recommender of the SID table
+    beam_size: int = 20                 # >= the largest K (20): top-K comes from the last beam step
+    batch_users: int = 64
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    # Floors evaluated next to the model on the same users (tuned on valid, see
+    # simcit.evaluation.run_baselines.GRIDS); [] to skip.
+    baselines: list[FloorName] = field(default_factory=lambda: ["mostpop", "markov", "itemknn"])
+    tune_users: int = 2000              # valid users the floors' grid search looks at
+    cold_threshold: int = 5             # test targets seen fewer times in training are "cold"
+    limit_users: Optional[int] = None   # evaluate only the first N users per split (smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1 or self.batch_users < 1 or self.tune_users < 1 or self.cold_threshold < 1:
+            raise ValueError("beam_size, batch_users, tune_users and cold_threshold must be >= 1")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError("ks must be a non-empty list of positive integers")
+
+
+@dataclass
 class SparkConfig:
     master: str = "local[2]"
     driver_memory: str = "4g"
@@ -219,9 +292,18 @@ class PipelineConfig:
     sequences: SequencesConfig = field(default_factory=SequencesConfig)
     tokenizer: TokenizerTrainingConfig = field(default_factory=TokenizerTrainingConfig)
     assign_ids: AssignIdsConfig = field(default_factory=AssignIdsConfig)
+    recommender: RecommenderTrainingConfig = field(default_factory=RecommenderTrainingConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     # Set by load_config: the directory relative paths are resolved against.
     base_dir: str = "."
+
+    def sid_table(self) -> str:
+        """The semantic-ID table the recommender stages use."""
+        if self.recommender.sid_table:
+            return self.recommender.sid_table
+        tag = self.assign_ids.table_tag
+        return f"semantic_ids__{tag}" if tag else "semantic_ids"
 
     def resolve(self, path: str) -> str:
         """Absolute form of a (possibly relative) path from the config."""

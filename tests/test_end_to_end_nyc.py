@@ -29,7 +29,7 @@ def test_full_nyc_pipeline(spark, tmp_path):
     s = pl.read_delta(str(lake / "nyc" / "sequences"))
     assert sequences.rows_out == s.height == 3 * 1_083
     test = s.filter(pl.col("split") == "test")
-    assert test["history"].list.len().max() == 50
+    assert test["history"].list.len().max() == 1000
     # The test target is each user's last check-in: it must not be inside the valid history.
     valid = s.filter(pl.col("split") == "valid").select("user_id", pl.col("target").alias("valid_target"))
     joined = test.join(valid, on="user_id")
