@@ -26,8 +26,9 @@ def _model(model_dir: str):
     return load_tokenizer(model_dir, verify=False)
 
 
-def base_codes(features: DataFrame, model_dir: str, partitions: int) -> DataFrame:
-    """(item_id, base codes or null, has_view) for every row of ``features``."""
+def base_codes(features: DataFrame, model_dir: str, partitions: int, view_columns: list[str]) -> DataFrame:
+    """(item_id, base codes or null, has_view) for every row of ``features``; only the model's
+    ``view_columns`` are read (an image column the model does not use is 5 KB per row)."""
 
     def infer(batches):
         import numpy as np
@@ -51,8 +52,14 @@ def base_codes(features: DataFrame, model_dir: str, partitions: int) -> DataFram
                 sub = batch.filter(pa.array(usable)) if not usable.all() else batch
                 with torch.inference_mode():
                     codes[usable] = model.codes(to_view_batch(sub, views)).numpy().astype(np.int32)
-            base = pa.array([row.tolist() if ok else None for row, ok in zip(codes, usable)], pa.list_(pa.int32()))
+            # one list of L codes per usable row, null otherwise: built from flat buffers
+            offsets = pa.array(np.concatenate([[0], np.cumsum(usable.astype(np.int32) * levels)]).astype(np.int32))
+            base = pa.ListArray.from_arrays(offsets, pa.array(codes[usable].ravel()), mask=pa.array(~usable))
             yield pa.RecordBatch.from_arrays([batch.column("item_id"), base, pa.array(usable)], names=["item_id", "base", "has_view"])
 
-    columns = ["item_id", "text_emb", "image_emb", "geo_emb", "cf_emb"]
-    return features.select(*columns).repartition(partitions).mapInArrow(infer, SCHEMA)
+    selected = features.select("item_id", *view_columns)
+    # Spread inference over the cores only when the table has fewer splits than that: a
+    # repartition shuffles every embedding through disk (~2 GB per million items).
+    if selected.rdd.getNumPartitions() < partitions:
+        selected = selected.repartition(partitions)
+    return selected.mapInArrow(infer, SCHEMA)

@@ -18,6 +18,7 @@ from simcit.sids.code_quality import level_figures
 from simcit.sids.collisions import assign
 from simcit.sids.spark_inference import base_codes
 from simcit.stages.runtime import StageContext, StageSummary
+from simcit.train.view_batches import VIEW_COLUMNS
 
 
 def table_name(ctx: StageContext) -> str:
@@ -66,10 +67,11 @@ def run(ctx: StageContext) -> StageSummary:
     ctx.log(f"tokenizer {meta['kind']} {version} (L={levels}, K={k}, views={sorted(meta['views'])}) from {model_dir}")
     features_version = lake.version("item_features")
     features = spark.read.parquet(*lake.file_uris("item_features"))
-    n_items = features.count()
+    n_items = lake.dataset("item_features").count_rows()  # from Parquet footers, no scan
     parallelism = spark.sparkContext.defaultParallelism
     partitions = max(parallelism, min(8 * parallelism, n_items // 20000 + 1))
-    coded = base_codes(features, model_dir, partitions).localCheckpoint(eager=True)
+    view_columns = [VIEW_COLUMNS[v] for v in sorted(dict(meta["views"]))]
+    coded = base_codes(features, model_dir, partitions, view_columns).localCheckpoint(eager=True)
     no_view = coded.where(~F.col("has_view"))
     n_no_view = no_view.count()
     coded = coded.where(F.col("has_view")).select("item_id", "base")
