@@ -234,6 +234,9 @@ class RecommenderTrainingConfig:
     use_gpu: Optional[bool] = None
     max_failures: int = 2
     checkpoints_to_keep: int = 2
+    # Training rows estimated under this many MB are cached in Ray's object store (read once);
+    # larger tables stream from the lake every epoch. 0: always stream.
+    cache_mb: int = 1024
     ray_address: Optional[str] = None
     fail_at_epoch: Optional[int] = None
 

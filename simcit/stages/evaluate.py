@@ -12,6 +12,7 @@ batch, so only per-user ranks are kept (paired comparisons on the same users).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from typing import Any, Callable
@@ -19,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 from simcit.evaluation.metrics import metrics_from_ranks, paired_comparison, ranks_from_scores, ranks_from_topk
@@ -118,7 +120,8 @@ def run(ctx: StageContext) -> StageSummary:
     threads = torch.get_num_threads()
     meta = tokenizer_meta(lake, vocab.tokenizer_version) or {}
     tokenizer_name = f"{meta.get('kind', info.get('tokenizer_kind') or 'tokenizer')}-{vocab.tokenizer_version}"
-    model_name = f"generative:{info.get('tokenizer_kind') or 'sid'}"
+    # "generative:simcit" over the default table; "generative:<tag>" over semantic_ids__<tag>
+    model_name = f"generative:{table.split('__', 1)[1] if '__' in table else info.get('tokenizer_kind') or 'sid'}"
     ctx.log(f"recommender {model_dir} ({table} v{vocab.table_version}, {vocab.num_items:,} items, "
             f"context {loaded.context}); beam {ecfg.beam_size}, {threads} torch thread(s)")
     rec = GenerativeRecommender(loaded.model, vocab, loaded.sequence_config, token_map=loaded.token_map,
@@ -140,9 +143,11 @@ def run(ctx: StageContext) -> StageSummary:
     rows: list[dict[str, Any]] = []
     per_model_test: dict[str, dict[str, np.ndarray]] = {}
     users_total = 0
+    rank_tables: list[pa.Table] = []
     for split in SPLITS:
         ranks: dict[str, list[np.ndarray]] = {name: [] for name in [model_name, *floors]}
         cold: list[np.ndarray] = []
+        users: list[str] = []
         done, t0 = 0, time.time()
         for batch in iter_sequence_batches(lake, split, batch_rows=max(ecfg.batch_users * 8, 512),
                                            limit=ecfg.limit_users):
@@ -155,6 +160,7 @@ def run(ctx: StageContext) -> StageSummary:
             for name, floor in floors.items():
                 ranks[name].append(ranks_from_scores(floor.score(part.histories), targets))
             cold.append(np.array([counts.get(t, 0) < ecfg.cold_threshold for t in part.targets]))
+            users += part.user_ids
             done += len(part)
             ctx.log(f"{split}: {done:,} users ranked ({done / max(time.time() - t0, 1e-9):.1f} users/s)")
         users_total += done
@@ -164,6 +170,8 @@ def run(ctx: StageContext) -> StageSummary:
                     f"times in training){'' if cold_mask.any() else ': no test_cold rows'}")
         for name, parts in ranks.items():
             r = np.concatenate(parts) if parts else np.zeros(0)
+            rank_tables.append(pa.table({"user_id": users, "split": [split] * len(users), "model": [name] * len(users),
+                                         "rank": r, "cold": cold_mask}))
             per_user = metrics_from_ranks(r, ecfg.ks)
             tok = tokenizer_name if name == model_name else "none"
             rows += _metric_rows(run_id, cfg.dataset.name, split, tok, name, per_user)
@@ -175,6 +183,10 @@ def run(ctx: StageContext) -> StageSummary:
         if rec.unknown_items:
             ctx.log(f"WARNING: {rec.unknown_items:,} history items have no SID in {table} and were skipped")
 
+    # Per-user ranks beside the model (1-based, inf = not in the top-K): paired comparisons
+    # between runs on the same users, e.g. benchmarks/quality.py.
+    ranks_file = os.path.join(model_dir, f"eval-{run_id}-ranks.parquet")
+    pq.write_table(pa.concat_tables(rank_tables), ranks_file)
     result = lake.write_table("eval_metrics", pa.Table.from_pylist(rows), mode="append",
                               metadata={"simcit.run_id": run_id, "simcit.model_dir": model_dir})
     print(f"\nevaluation {run_id} on {cfg.dataset.name} ({table} v{vocab.table_version}; "
@@ -189,5 +201,5 @@ def run(ctx: StageContext) -> StageSummary:
         rows_in=users_total,
         rows_out=result.rows,
         versions={table: vocab.table_version, "eval_metrics": result.version},
-        extra={"run_id": run_id, "model_dir": model_dir},
+        extra={"run_id": run_id, "model_dir": model_dir, "ranks": ranks_file},
     )

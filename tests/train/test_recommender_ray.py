@@ -49,7 +49,8 @@ def _config_file(tmp_path, **recommender) -> str:
 def test_two_deepspeed_workers_resume_then_evaluate(tmp_path, local_ray, capsys):
     lake_root = tmp_path / "lake"
     world = write_sequence_lake(lake_root)
-    config = _config_file(tmp_path, num_workers=2, strategy="deepspeed", fail_at_epoch=1)
+    # cache_mb=0: the rows stream from the lake every epoch (the path large tables take)
+    config = _config_file(tmp_path, num_workers=2, strategy="deepspeed", fail_at_epoch=1, cache_mb=0)
 
     summary = run_stage("train-recommender", config, str(lake_root))
     model_dir = summary.extra["model_dir"]
