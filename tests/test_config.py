@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,30 @@ def test_overrides_are_typed():
     assert cfg.features.geo.dim == 32 and cfg.sequences.collapse_repeats is True
     with pytest.raises(ConfigError, match="features.geo.dim: expected an integer"):
         load_config(NYC_CONFIG, ["features.geo.dim=abc"])
+
+
+def test_recommender_sections_and_the_sid_table_they_use(tmp_path):
+    cfg = load_config(NYC_CONFIG)
+    assert cfg.sid_table() == "semantic_ids"
+    assert load_config(NYC_CONFIG, ["assign_ids.table_tag=rqvae_s0"]).sid_table() == "semantic_ids__rqvae_s0"
+    # an explicit recommender.sid_table wins over the assign-ids tag
+    both = load_config(NYC_CONFIG, ["assign_ids.table_tag=rqvae", "recommender.sid_table=semantic_ids__simcit"])
+    assert both.sid_table() == "semantic_ids__simcit"
+    with pytest.raises(ConfigError, match="sid_table"):
+        load_config(NYC_CONFIG, ["recommender.sid_table=items"])
+    with pytest.raises(ConfigError, match="baselines"):
+        load_config(NYC_CONFIG, ["evaluate.baselines=[popularity]"])
+
+
+def test_cli_flags_become_overrides_of_their_stage(tmp_path):
+    from simcit.cli import _flag_overrides, build_parser
+
+    args = build_parser().parse_args(["train-recommender", "--config", "c.yaml", "--num-workers", "2",
+                                      "--strategy", "ddp", "--base-model", "models/qwen", "--sid-table",
+                                      "semantic_ids__rqvae"])
+    overrides = _flag_overrides(args)
+    assert 'recommender.num_workers=2' in overrides and 'recommender.strategy="ddp"' in overrides
+    assert f'recommender.base_model="{os.path.abspath("models/qwen")}"' in overrides  # relative to the cwd
+    assert 'recommender.sid_table="semantic_ids__rqvae"' in overrides
+    args = build_parser().parse_args(["train-tokenizer", "--config", "c.yaml", "--num-workers", "2"])
+    assert _flag_overrides(args) == ["tokenizer.num_workers=2"]
