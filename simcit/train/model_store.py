@@ -120,7 +120,7 @@ def save_tokenizer(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     if set_latest:
-        _replace_file(os.path.join(models_root, f"LATEST_{kind}"), name + "\n")
+        write_pointer(models_root, f"LATEST_{kind}", name)
     return SavedTokenizer(final, version, kind)
 
 
@@ -143,17 +143,27 @@ def load_tokenizer(model_dir: str, verify: bool = True) -> tuple[nn.Module, dict
     return model, meta
 
 
+def write_pointer(root: str, pointer: str, name: str) -> None:
+    """Point ``<root>/<pointer>`` (e.g. ``LATEST_simcit``) at the model directory ``name``, atomically."""
+    _replace_file(os.path.join(root, pointer), name + "\n")
+
+
+def read_pointer(root: str, pointer: str, missing: str) -> str:
+    """The model directory a pointer file names; ``missing`` says what to run when there is none."""
+    path = os.path.join(root, pointer)
+    try:
+        with open(path) as fh:
+            name = fh.read().strip()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{missing}: {path} does not exist") from None
+    model_dir = os.path.join(root, name)
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{path} names {name!r}, which is not a directory under {root}")
+    return model_dir
+
+
 def latest_tokenizer_dir(lake_or_root: Union[str, Any], kind: str) -> str:
     """Directory named by ``LATEST_<kind>``; ``lake_or_root`` is a Lake or a models root path."""
     root = lake_or_root if isinstance(lake_or_root, (str, os.PathLike)) else tokenizer_models_root(lake_or_root)
-    pointer = os.path.join(root, f"LATEST_{kind}")
-    try:
-        with open(pointer) as fh:
-            name = fh.read().strip()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no trained {kind!r} tokenizer: {pointer} does not exist "
-                                f"(run `simcit train-tokenizer --tokenizer {kind}` first)") from None
-    path = os.path.join(root, name)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{pointer} names {name!r}, which is not a directory under {root}")
-    return path
+    return read_pointer(root, f"LATEST_{kind}",
+                        f"no trained {kind!r} tokenizer (run `simcit train-tokenizer --tokenizer {kind}` first)")

@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM
 from simcit.recommender import SIDVocabulary, save_recommender
 from simcit.recommender.model import TOKEN_MAP_FILE, VOCAB_FILE
 from simcit.recommender.sequence_dataset import SequenceConfig
+from simcit.train.model_store import read_pointer, write_pointer
 
 INFO_FILE = "recommender.json"
 METRICS_FILE = "metrics.json"
@@ -78,23 +79,13 @@ def save_recommender_dir(lake, model, vocab: SIDVocabulary, *, info: dict[str, A
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    pointer = os.path.join(root, f"LATEST_{info['sid_table']}")
-    with open(pointer + ".tmp", "w") as fh:
-        fh.write(name + "\n")
-    os.replace(pointer + ".tmp", pointer)
+    write_pointer(root, f"LATEST_{info['sid_table']}", name)
     return final
 
 
 def latest_recommender_dir(lake, sid_table: str) -> str:
-    root = recommender_models_root(lake)
-    pointer = os.path.join(root, f"LATEST_{sid_table}")
-    try:
-        with open(pointer) as fh:
-            name = fh.read().strip()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no recommender trained on {sid_table}: {pointer} does not exist "
-                                f"(run `simcit train-recommender` first)") from None
-    return os.path.join(root, name)
+    return read_pointer(recommender_models_root(lake), f"LATEST_{sid_table}",
+                        f"no recommender trained on {sid_table} (run `simcit train-recommender` first)")
 
 
 def load_recommender_dir(model_dir: str, *, lake=None, sid_table: Optional[str] = None,

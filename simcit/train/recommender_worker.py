@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
@@ -43,7 +41,7 @@ from simcit.recommender.generative import GenerativeRecommender
 from simcit.recommender.time_context import time_tokens
 from simcit.train.recommender_data import SplitRows
 from simcit.train.strategies import OptimSettings, make_engine
-from simcit.train.worker import MODEL_FILE, InjectedFailure, TrainState
+from simcit.train.worker import InjectedFailure, TrainState, report_epoch, restore_weights
 
 SCORE = "valid_recall@10"
 ROWS_PER_CHUNK = 512  # users turned into windows (and shuffled) together
@@ -180,17 +178,6 @@ def validate(recommender: GenerativeRecommender, rows: SplitRows, k: int = 10) -
             f"valid_ndcg@{k}": ndcg / n if n else float("nan"), "valid_users": int(n)}
 
 
-def _report(engine, model, state: TrainState, metrics: dict[str, Any], rank: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="simcit-rec-ckpt-") as tmp:
-        wrote = engine.save(tmp, rank)
-        if rank == 0:
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, os.path.join(tmp, MODEL_FILE))
-            state.save(tmp)
-            wrote = True
-        checkpoint = ray.train.Checkpoint.from_directory(tmp) if wrote else None
-        ray.train.report(metrics, checkpoint=checkpoint)
-
-
 def epochs_without_improvement(history: list[dict[str, Any]]) -> int:
     """Epochs since the best validation Recall@10 (ties: the earlier epoch stays best)."""
     if not history:
@@ -221,10 +208,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     resumed = checkpoint is not None
     with (checkpoint.as_directory() if resumed else contextlib.nullcontext()) as ckpt_dir:
         if resumed:
-            state = TrainState.load(ckpt_dir)
-            state.resumed_at.append(state.next_epoch)
-            model.load_state_dict(torch.load(os.path.join(ckpt_dir, MODEL_FILE), map_location="cpu",
-                                             weights_only=True))
+            state = restore_weights(ckpt_dir, model)
         model.to(device)
         engine = make_engine(spec.strategy, model, opt, world, device, spec.deepspeed_config, loss_fn=lm_loss,
                              zero3_unsupported=ZERO3_UNSUPPORTED)
@@ -295,7 +279,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 f"valid R@10={row[SCORE]:.4f} N@10={row['valid_ndcg@10']:.4f} ({row['valid_users']} users) "
                 f"tokens/s={row['tokens_per_s']:,.0f} ({slowest:.1f}s train, {valid_seconds:.1f}s valid)"
                 + (f"; no better valid R@10 for {stale} epoch(s)" if stale else " *best*"))
-        _report(engine, module, state, {**row, "resumed_at": list(state.resumed_at)}, rank)
+        report_epoch(engine, module, state, {**row, "resumed_at": list(state.resumed_at)}, rank)
         if stale >= spec.patience:
             if rank == 0:
                 say(f"early stop: no better valid Recall@10 in {spec.patience} epoch(s)")

@@ -154,7 +154,18 @@ def _validate(module, shard, view_dims, spec: WorkerSpec, device) -> dict[str, f
     return metrics
 
 
-def _report(engine, model, state: TrainState, metrics: dict[str, Any], rank: int) -> None:
+def restore_weights(ckpt_dir: str, model) -> TrainState:
+    """A restarted worker's state and weights from a Ray Train checkpoint directory (the engine's
+    optimizer state is restored by ``engine.load`` once the engine exists)."""
+    state = TrainState.load(ckpt_dir)
+    state.resumed_at.append(state.next_epoch)
+    model.load_state_dict(torch.load(os.path.join(ckpt_dir, MODEL_FILE), map_location="cpu", weights_only=True))
+    return state
+
+
+def report_epoch(engine, model, state: TrainState, metrics: dict[str, Any], rank: int) -> None:
+    """``ray.train.report`` of an epoch's metrics with a checkpoint: weights + state from rank 0,
+    the engine's files from every rank that writes some (ZeRO shards)."""
     with tempfile.TemporaryDirectory(prefix="simcit-ckpt-") as tmp:
         wrote = engine.save(tmp, rank)
         if rank == 0:
@@ -184,10 +195,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     resumed = checkpoint is not None
     with (checkpoint.as_directory() if resumed else contextlib.nullcontext()) as ckpt_dir:
         if resumed:
-            state = TrainState.load(ckpt_dir)
-            state.resumed_at.append(state.next_epoch)
-            model.load_state_dict(torch.load(os.path.join(ckpt_dir, MODEL_FILE), map_location="cpu",
-                                             weights_only=True))
+            state = restore_weights(ckpt_dir, model)
         model.to(device)
         if not resumed and getattr(model.config, "kmeans_init", False):
             t0 = time.perf_counter()
@@ -257,5 +265,5 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 f"valid_loss(hard)={row['valid_loss']:.4f} code_usage={row['valid_code_usage']:.3f} "
                 f"items/s={row['items_per_s']:,.0f} (compute {row['compute_items_per_s']:,.0f}; "
                 f"{items_all:,} items, {slowest:.1f}s, lr={lr:.2e})")
-        _report(engine, module, state, {**row, "resumed_at": list(state.resumed_at)}, rank)
+        report_epoch(engine, module, state, {**row, "resumed_at": list(state.resumed_at)}, rank)
     return {"history": state.history, "resumed_at": state.resumed_at}
