@@ -27,7 +27,7 @@ def test_every_stage_has_a_spark_submit_job():
 
 def test_cli_reports_config_errors_cleanly(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(NYC_CONFIG.read_text().replace("max_history: 50", "max_histroy: 50"))
+    bad.write_text(NYC_CONFIG.read_text().replace("max_history:", "max_histroy:"))
     assert main(["sequences", "--config", str(bad), "--lake", str(tmp_path)]) == 2
     assert "unknown key(s) ['max_histroy']" in capsys.readouterr().err
     args = build_parser().parse_args(["ingest", "--config", "c.yaml", "--set", "a.b=1"])
