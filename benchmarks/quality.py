@@ -1,0 +1,343 @@
+"""Recommendation quality by tokenizer (issue #4, SPEC §6 claims 1-3): the same generative
+recommender budget over SIDs from
+
+  simcit        SimCIT, all views of the dataset (NYC: text + geo + cf; Scientific: text + cf)
+  simcit_text   SimCIT, text view only
+  rqvae         RQ-VAE, text view (as TIGER)
+  rqkmeans      RQ-KMeans, text view
+
+at equal L x K, plus the floors (MostPop, Markov-1 + repeat, ItemKNN; tuned on valid) and SASRec,
+all on the same leave-one-out split of the bundled real data. Every tokenizer/recommender pair is
+trained with 3 seeds (tokenizer seed = recommender seed); the table shows mean +- std over seeds,
+collision figures of the SID tables, and training time. Paired differences on test Recall@10
+(per user, averaged over seeds) say whether a gap is larger than its noise.
+
+Everything runs through the real stages (train-tokenizer, assign-ids, train-recommender,
+evaluate) in one process, sharing one local Ray and one Spark session:
+
+    python benchmarks/quality.py --dataset nyc
+    python benchmarks/quality.py --dataset scientific
+    python benchmarks/quality.py --dataset nyc --seeds 0 --variants simcit,rqvae   # a quick look
+
+Results: ``benchmarks/_work/quality-<dataset>.json`` and a markdown table on stdout (copied into
+benchmarks/RESULTS.md by hand, with the command).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from simcit.cli import run_stage  # noqa: E402
+from simcit.config import load_config  # noqa: E402
+from simcit.lake import Lake  # noqa: E402
+
+CONFIGS = {"nyc": REPO / "configs" / "nyc.yaml", "scientific": REPO / "configs" / "scientific.yaml"}
+ALL_VIEWS = {"nyc": ["text", "geo", "cf"], "scientific": ["text", "cf"]}
+VARIANTS = {
+    "simcit": ("simcit", None),
+    "simcit_text": ("simcit", ["text"]),
+    "rqvae": ("rqvae", ["text"]),
+    "rqkmeans": ("rqkmeans", ["text"]),
+}
+# The recommender budget shared by every variant (from the dataset config unless overridden here).
+BUDGET: dict[str, list[str]] = {"nyc": [], "scientific": []}
+TABLE_KS = (5, 10, 20)
+
+
+def _q(value: Any) -> str:
+    return json.dumps(value)
+
+
+def ensure_features(dataset: str, lake_root: str, config: str, log) -> None:
+    lake = Lake(lake_root, load_config(config).namespace)
+    for stage, table in (("ingest", "interactions"), ("features", "item_features"), ("sequences", "sequences")):
+        if lake.exists(table):
+            log(f"{table}: reusing v{lake.version(table)}")
+        else:
+            run_stage(stage, config, lake_root)
+
+
+def run_variant(dataset: str, variant: str, seed: int, lake_root: str, config: str, extra: list[str], log) -> dict:
+    kind, views = VARIANTS[variant]
+    views = views or ALL_VIEWS[dataset]
+    tag = f"{variant}_s{seed}"
+    common = [f"tokenizer.seed={seed}", f"recommender.seed={seed}", f"assign_ids.table_tag={tag}", *extra]
+    t0 = time.time()
+    tok = run_stage("train-tokenizer", config, lake_root,
+                    common + [f"tokenizer.kind={kind}", f"tokenizer.views={_q(views)}"])
+    t_tok = time.time() - t0
+    ids = run_stage("assign-ids", config, lake_root,
+                    common + [f"tokenizer.kind={kind}", f"assign_ids.model_dir={_q(tok.extra['model_dir'])}"])
+    t1 = time.time()
+    rec = run_stage("train-recommender", config, lake_root, common)
+    t_rec = time.time() - t1
+    ev = run_stage("evaluate", config, lake_root, common + ["evaluate.baselines=[]"])
+    return {
+        "variant": variant, "seed": seed, "kind": kind, "views": views, "sid_table": f"semantic_ids__{tag}",
+        "tokenizer_seconds": t_tok, "recommender_seconds": t_rec,
+        "unique_before": float(ids.extra.get("unique_before", "nan")),
+        "largest_group": int(ids.extra.get("largest_group", 0)),
+        "best_epoch": rec.extra["best_epoch"], "valid_recall@10_es": rec.extra["valid_recall@10"],
+        "eval_run_id": ev.extra["run_id"], "ranks": ev.extra["ranks"],
+    }
+
+
+def floors(lake_root: str, config: str, names: list[str], sasrec_seconds: float, log) -> list[dict]:
+    """Floors and SASRec on the same split, through the evaluate stage's own fitting code."""
+    from simcit.evaluation.metrics import metrics_from_ranks, ranks_from_scores
+    from simcit.stages.evaluate import fit_floors, training_sequences
+    from simcit.train.recommender_data import SplitRows, iter_sequence_batches, read_split
+
+    cfg = load_config(config)
+    lake = Lake(lake_root, cfg.namespace)
+    items = lake.dataset("item_features").to_table(columns=["item_id"])["item_id"].to_pylist()
+    train = training_sequences(lake)
+    out = []
+    for name in names:
+        t0 = time.time()
+        if name == "sasrec":
+            from simcit.evaluation.baselines.sasrec import SASRec, SASRecConfig
+
+            valid = read_split(lake, "valid")
+            import pandas as pd
+
+            frame = pd.DataFrame({"user_id": valid.user_ids, "split": "valid", "history": valid.histories,
+                                  "target": valid.targets})
+            model = SASRec(SASRecConfig(max_train_seconds=sasrec_seconds, num_threads=2)).fit(train, items,
+                                                                                              valid=frame)
+        else:
+            model = fit_floors([name], train, items, read_split(lake, "valid", cfg.evaluate.tune_users), log)[name]
+        fit_s = time.time() - t0
+        index = {it: i for i, it in enumerate(model.item_ids)}
+        for split in ("valid", "test"):
+            ranks = []
+            for batch in iter_sequence_batches(lake, split, batch_rows=512):
+                part = SplitRows.from_batch(batch)
+                targets = np.array([index.get(t, -1) for t in part.targets])
+                ranks.append(ranks_from_scores(model.score(part.histories), targets))
+            per_user = metrics_from_ranks(np.concatenate(ranks))
+            out.append({"model": name, "split": split, "seconds": fit_s,
+                        **{k: float(np.mean(v)) for k, v in per_user.items()}})
+        log(f"{name}: test R@10 {out[-1]['recall@10']:.4f} ({fit_s:.0f}s)")
+    return out
+
+
+def metrics_of(lake: Lake, run_id: str) -> dict[str, dict[str, float]]:
+    import pyarrow.dataset as ds
+
+    t = lake.dataset("eval_metrics").to_table(filter=ds.field("run_id") == run_id).to_pylist()
+    out: dict[str, dict[str, float]] = {}
+    for r in t:
+        if r["model"].startswith("generative:"):
+            out.setdefault(r["split"], {})[f"{r['metric']}@{r['k']}"] = r["value"]
+    return out
+
+
+def paired(runs: list[dict], a: str, b: str) -> dict | None:
+    """Per-user test Recall@10 averaged over seeds, variant a - variant b, paired over users."""
+    import pyarrow.parquet as pq
+
+    from simcit.evaluation.metrics import paired_comparison
+
+    def hits(variant: str):
+        per_seed = []
+        for r in runs:
+            if r["variant"] != variant:
+                continue
+            t = pq.read_table(r["ranks"]).to_pandas()
+            t = t[(t["split"] == "test") & t["model"].str.startswith("generative:")].set_index("user_id")
+            per_seed.append((t["rank"] <= 10).astype(float))
+        return None if not per_seed else sum(per_seed) / len(per_seed)
+
+    ha, hb = hits(a), hits(b)
+    if ha is None or hb is None:
+        return None
+    ha, hb = ha.align(hb, join="inner")
+    c = paired_comparison(ha.to_numpy(), hb.to_numpy())
+    return {"a": a, "b": b, "diff": c.diff, "se": c.se_diff, "z": c.z, "users": c.n}
+
+
+def table(dataset: str, runs: list[dict], floor_rows: list[dict]) -> str:
+    cols = [f"recall@{k}" for k in TABLE_KS] + [f"ndcg@{k}" for k in TABLE_KS]
+    lines = ["| model | SIDs | seeds | " + " | ".join(f"test {c}" for c in cols)
+             + " | unique SIDs before disambig. | largest group | tokenizer s | recommender s |",
+             "|---" * (len(cols) + 7) + "|"]
+    for variant in VARIANTS:
+        rs = [r for r in runs if r["variant"] == variant]
+        if not rs:
+            continue
+        cells = []
+        for c in cols:
+            v = np.array([r["metrics"]["test"][c] for r in rs])
+            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
+        kind, views = VARIANTS[variant]
+        views = views or ALL_VIEWS[dataset]
+        lines.append(f"| generative LM | {kind} ({'+'.join(views)}) | {len(rs)} | " + " | ".join(cells)
+                     + f" | {np.mean([r['unique_before'] for r in rs]):.4f} | "
+                     f"{max(r['largest_group'] for r in rs)} | {np.mean([r['tokenizer_seconds'] for r in rs]):.0f} | "
+                     f"{np.mean([r['recommender_seconds'] for r in rs]):.0f} |")
+    for f in floor_rows:
+        if f["split"] == "test":
+            lines.append(f"| {f['model']} | item ids | 1 | " + " | ".join(f"{f[c]:.4f}" for c in cols)
+                         + f" | - | - | - | {f['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def code_quality(runs: list[dict], lake_root: str, namespace: str) -> str:
+    """Issue #3 (c): SID code quality per tokenizer at equal L x K, from the sid_quality JSON
+    that assign-ids writes beside each tokenizer (mean over seeds; per level: perplexity, Gini,
+    codes used)."""
+    import glob
+
+    rows = ["| tokenizer | views | seeds | unique SIDs before disambig. | largest group | "
+            "perplexity per level | Gini per level | codes used per level |", "|---" * 8 + "|"]
+    for variant in VARIANTS:
+        figs = []
+        for r in (r for r in runs if r["variant"] == variant):
+            pattern = os.path.join(lake_root, namespace, "_models", "tokenizer", "*",
+                                   f"sid_quality-{namespace}-{r['sid_table']}.json")
+            figs += [json.loads(Path(f).read_text()) for f in glob.glob(pattern)]
+        if not figs:
+            continue
+        levels = len(figs[0]["levels"])
+
+        def per_level(key: str, fmt: str) -> str:
+            return " / ".join(format(np.mean([f["levels"][i][key] for f in figs]), fmt) for i in range(levels))
+
+        kind, views = VARIANTS[variant]
+        rows.append(f"| {kind} | {'+'.join(views or ['all'])} | {len(figs)} | "
+                    f"{np.mean([f['unique_ratio_before_disambiguation'] for f in figs]):.4f} | "
+                    f"{max(f['largest_collision_group'] for f in figs)} | {per_level('perplexity', '.1f')} | "
+                    f"{per_level('gini', '.3f')} | {per_level('used_codes', '.0f')} |")
+    return "\n".join(rows)
+
+
+def rebuild_runs(dataset: str, lake_root: str) -> list[dict]:
+    """The per-run records of an interrupted benchmark, from what its stages left in the lake:
+    eval_metrics rows of ``generative:<variant>_s<seed>``, the recommender and tokenizer model
+    directories (metrics.json seconds) and the sid_quality JSON beside each tokenizer."""
+    import glob
+
+    namespace = load_config(CONFIGS[dataset]).namespace
+    lake = Lake(lake_root, namespace)
+    runs = []
+    rows = lake.dataset("eval_metrics").to_table().to_pylist()
+    for run_id in sorted({r["run_id"] for r in rows}):
+        model = next(r["model"] for r in rows if r["run_id"] == run_id)
+        if not model.startswith("generative:") or "_s" not in model:
+            continue
+        tag = model.split(":", 1)[1]
+        variant, seed = tag.rsplit("_s", 1)
+        if variant not in VARIANTS:
+            continue
+        table = f"semantic_ids__{tag}"
+        rec_dir = next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "recommender", f"{table}-v*"))))
+        quality_file = next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "tokenizer", "*",
+                                                        f"sid_quality-{namespace}-{table}.json"))))
+        quality = json.loads(Path(quality_file).read_text())
+        tok_metrics = json.loads((Path(quality_file).parent / "metrics.json").read_text())
+        rec_metrics = json.loads((Path(rec_dir) / "metrics.json").read_text())
+        kind, views = VARIANTS[variant]
+        runs.append({
+            "variant": variant, "seed": int(seed), "kind": kind, "views": views or ALL_VIEWS[dataset],
+            "sid_table": table, "tokenizer_seconds": tok_metrics["seconds"],
+            "recommender_seconds": rec_metrics["seconds"],
+            "unique_before": quality["unique_ratio_before_disambiguation"],
+            "largest_group": quality["largest_collision_group"],
+            "best_epoch": rec_metrics["best_epoch"] + 1, "eval_run_id": run_id,
+            "ranks": next(iter(glob.glob(os.path.join(rec_dir, f"eval-{run_id}-ranks.parquet")))),
+            "metrics": metrics_of(lake, run_id),
+        })
+    return runs
+
+
+def report(result: dict, lake_root: str) -> None:
+    namespace = load_config(CONFIGS[result["dataset"]]).namespace
+    print(table(result["dataset"], result["runs"], result["floors"]))
+    print()
+    print(code_quality(result["runs"], lake_root, namespace))
+    for c in result["paired_test_recall@10"]:
+        print(f"paired test Recall@10 {c['a']} - {c['b']}: {c['diff']:+.4f} (s.e. {c['se']:.4f}, z {c['z']:+.1f}, "
+              f"{c['users']} users)")
+    print(f"\nwall {result['seconds'] / 60:.1f} min (ingest/features/sequences {result['feature_seconds'] / 60:.1f} min)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", choices=sorted(CONFIGS), required=True)
+    ap.add_argument("--lake", default=str(REPO / "benchmarks" / "_work" / "quality_lake"))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--floors", default="mostpop,markov,itemknn,sasrec")
+    ap.add_argument("--sasrec-seconds", type=float, default=300.0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="extra config override for every stage (e.g. recommender.epochs=8)")
+    ap.add_argument("--report", action="store_true", help="print the tables of the last run's JSON and exit")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="rebuild the results of an interrupted run from the lake (+ floors), then report")
+    args = ap.parse_args()
+    out = REPO / "benchmarks" / "_work" / f"quality-{args.dataset}.json"
+    if args.report:
+        report(json.loads(out.read_text()), args.lake)
+        return
+    if args.rebuild:
+        # an interrupted run: its finished tokenizer/recommender pairs from the lake, then floors
+        runs = rebuild_runs(args.dataset, args.lake)
+        t0 = time.time()
+        floor_rows = floors(args.lake, str(CONFIGS[args.dataset]), [f for f in args.floors.split(",") if f],
+                            args.sasrec_seconds, print)
+        comparisons = [c for c in (paired(runs, "simcit", "rqvae"), paired(runs, "simcit", "simcit_text"),
+                                   paired(runs, "simcit", "rqkmeans")) if c]
+        seconds = sum(r["tokenizer_seconds"] + r["recommender_seconds"] for r in runs) + time.time() - t0
+        result = {"dataset": args.dataset, "seconds": seconds, "feature_seconds": 0.0, "rebuilt": True,
+                  "overrides": args.overrides, "runs": runs, "floors": floor_rows,
+                  "paired_test_recall@10": comparisons}
+        out.write_text(json.dumps(result, indent=1, default=str))
+        report(result, args.lake)
+        return
+    config = str(CONFIGS[args.dataset])
+    t_start = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[quality {time.time() - t_start:7.0f}s] {msg}", flush=True)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from simcit.train.ray_runtime import connect_ray
+
+    connect_ray(None, 3, log)  # one local Ray for every stage of the run
+    ensure_features(args.dataset, args.lake, config, log)
+    t_features = time.time() - t_start
+    lake = Lake(args.lake, load_config(config).namespace)
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for variant in args.variants.split(","):
+            log(f"--- {variant}, seed {seed}")
+            r = run_variant(args.dataset, variant, seed, args.lake, config, BUDGET[args.dataset] + args.overrides, log)
+            r["metrics"] = metrics_of(lake, r["eval_run_id"])
+            runs.append(r)
+            log(f"{variant} seed {seed}: test R@10 {r['metrics']['test']['recall@10']:.4f}, "
+                f"unique before {r['unique_before']:.4f}")
+    floor_rows = floors(args.lake, config, [f for f in args.floors.split(",") if f], args.sasrec_seconds, log)
+    comparisons = [c for c in (paired(runs, "simcit", "rqvae"), paired(runs, "simcit", "simcit_text"),
+                               paired(runs, "simcit", "rqkmeans")) if c]
+    result = {"dataset": args.dataset, "seconds": time.time() - t_start, "feature_seconds": t_features,
+              "overrides": args.overrides, "runs": runs, "floors": floor_rows, "paired_test_recall@10": comparisons}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print()
+    report(result, args.lake)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
