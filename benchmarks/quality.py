@@ -312,8 +312,12 @@ def main() -> None:
         print(f"[quality {time.time() - t_start:7.0f}s] {msg}", flush=True)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from simcit.spark_session import get_spark
     from simcit.train.ray_runtime import connect_ray
 
+    # Spark first, then Ray: a Spark JVM started while this process holds a Ray connection broke
+    # that connection ("Missing :authority header") when the lake already had its features.
+    get_spark(load_config(config).spark, "simcit-quality")
     connect_ray(None, 3, log)  # one local Ray for every stage of the run
     ensure_features(args.dataset, args.lake, config, log)
     t_features = time.time() - t_start
