@@ -81,8 +81,13 @@ class GeoViewConfig:
     ring_k: int = 1                   # grid distance of neighbouring cells joined
     max_neighbors: int = 16           # nearest spatial neighbours kept per POI (bounds edges)
     # Candidates taken from one ring cell at most (a hash-chosen, deterministic subset): bounds
-    # the join in pathological cells (a mall with 2,000 POIs) to max_cell_candidates x 7 per POI.
+    # the distance computations in pathological cells (a mall with 2,000 POIs) to
+    # max_cell_candidates x 7 per POI.
     max_cell_candidates: int = 128
+    # H3 resolution of the regions the spatial kNN runs in (one vectorised Python task per
+    # region, each also receiving the neighbouring cells its POIs' rings reach, res 5 ~ 250 km²):
+    # coarser means fewer, larger tasks and fewer POIs duplicated into a neighbour's halo.
+    region_resolution: int = 5
     cell_resolutions: list[int] = field(default_factory=lambda: [6, 7])  # POI-cell edges
     mobility_max_gap_hours: float = 24.0
     spatial_weight: float = 1.0
@@ -96,10 +101,12 @@ class GeoViewConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.ring_resolution <= 15:
             raise ValueError("ring_resolution must be an H3 resolution in 0..15")
+        if not 0 <= self.region_resolution <= self.ring_resolution:
+            raise ValueError("region_resolution must be an H3 resolution in 0..ring_resolution")
         if any(not 0 <= r <= 15 for r in self.cell_resolutions):
             raise ValueError("cell_resolutions must be H3 resolutions in 0..15")
-        if self.dim < 1 or self.max_neighbors < 1 or self.ring_k < 0:
-            raise ValueError("dim and max_neighbors must be >= 1, ring_k >= 0")
+        if self.dim < 1 or self.max_neighbors < 1 or self.ring_k < 0 or self.max_cell_candidates < 1:
+            raise ValueError("dim, max_neighbors and max_cell_candidates must be >= 1, ring_k >= 0")
 
 
 @dataclass

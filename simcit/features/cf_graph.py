@@ -1,63 +1,65 @@
 """cf view: item co-occurrence in training sequences -> PPMI -> truncated SVD.
 
 Pairs (i, j) co-occur when j follows i within ``window`` positions in a user's **training
-part**. Pairs are generated inside each user's ordered array, so the work is n x window rows,
-never n^2 per user, and no self-join is shuffled. PPMI(i, j) = max(0, log(c_ij * N / (c_i c_j))).
-The symmetric PPMI matrix is factorised with the distributed randomised eigensolver
-(U |Sigma|^(1/2), the SVD of a symmetric matrix). Items with no co-occurrence get null.
+part**; the counts come from the one per-user pass of :mod:`simcit.features.interaction_pairs`
+(shared with the mobility edges of the geo view), on int64 node ids. c_ij is symmetric
+(occurrences of i..j and j..i). PPMI(i, j) = max(0, log(c_ij * N / (c_i c_j))), computed on the
+eigensolver's CSR row blocks (marginals c_i are row sums, gathered for the columns). The
+symmetric PPMI matrix is factorised with the distributed randomised eigensolver
+(U |Sigma|^(1/2), the SVD of a symmetric matrix). Items with no positive PPMI entry get null.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
+import numpy as np
+import scipy.sparse as sp
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from simcit.config import CFViewConfig
-from simcit.features.distributed_eigen import top_eigen_embedding
+from simcit.features.distributed_eigen import BlockMatrix, top_eigen_embedding
+from simcit.features.interaction_pairs import symmetric_rows
 
 
-def cooccurrence_counts(train: DataFrame, window: int) -> DataFrame:
-    """Symmetric counts c_ij of j following i within ``window`` positions (i != j)."""
-    # One array per user (the window that computed ``pos`` already partitioned by user, so no
-    # extra shuffle), pairs generated inside the array: no n x window join.
-    seqs = train.groupBy("user_id").agg(F.array_sort(F.collect_list(F.struct("pos", "item_id"))).alias("ev"))
-    pairs = F.flatten(
-        F.transform(
-            F.sequence(F.lit(1), F.lit(window)),
-            lambda o: F.when(
-                F.size("ev") > o,
-                F.transform(
-                    F.sequence(F.lit(0), F.size("ev") - o - 1),
-                    lambda i: F.struct(
-                        F.element_at("ev", i + 1)["item_id"].alias("src"),
-                        F.element_at("ev", i + o + 1)["item_id"].alias("dst"),
-                    ),
-                ),
-            ).otherwise(F.array().cast("array<struct<src:string,dst:string>>")),
-        )
-    )
-    exploded = seqs.select(F.explode(pairs).alias("p")).select("p.src", "p.dst").where(F.col("src") != F.col("dst"))
-    counts = exploded.groupBy("src", "dst").agg(F.count(F.lit(1)).cast("double").alias("c"))
-    swapped = counts.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "c")
-    return counts.unionByName(swapped).groupBy("src", "dst").agg(F.sum("c").alias("c"))
+def cooccurrence_counts(pairs: DataFrame) -> DataFrame:
+    """Symmetric counts (src, dst, c) of the co-occurring pairs (both directions, i != j)."""
+    return symmetric_rows(pairs, "cf_c", "c")
 
 
-def ppmi(counts: DataFrame, min_count: int) -> DataFrame:
-    counts = counts.where(F.col("c") >= min_count)
-    marginals = counts.groupBy(F.col("src").alias("id")).agg(F.sum("c").alias("m"))
-    total = counts.agg(F.sum("c")).first()[0] or 0.0  # one scalar reaches the driver
-    m_src = marginals.select(F.col("id").alias("src"), F.col("m").alias("m_src"))
-    m_dst = marginals.select(F.col("id").alias("dst"), F.col("m").alias("m_dst"))
-    scored = counts.join(m_src, "src").join(m_dst, "dst").select(
-        "src", "dst", F.log(F.col("c") * F.lit(total) / (F.col("m_src") * F.col("m_dst"))).alias("w")
-    )
-    return scored.where(F.col("w") > 0)
+def ppmi_block(total: float):
+    """Block function of PPMI(i, j) = max(0, log(c_ij * N / (c_i c_j))), c_i the row sums."""
+
+    def fn(rows: np.ndarray, cols: np.ndarray, c: sp.csr_matrix, c_rows: np.ndarray, c_cols: np.ndarray) -> sp.csr_matrix:
+        coo = c.tocoo()
+        with np.errstate(divide="ignore"):
+            w = np.log(coo.data * total / (c_rows[coo.row] * c_cols[coo.col]))
+        keep = w > 0
+        return sp.csr_matrix((w[keep], (coo.row[keep], coo.col[keep])), shape=c.shape)
+
+    return fn
 
 
-def cf_embeddings(train: DataFrame, cfg: CFViewConfig, log: Callable[[str], None]) -> DataFrame:
-    """(item_id, cf_emb) for items that co-occur with another item in training sequences."""
-    matrix = ppmi(cooccurrence_counts(train, cfg.window), cfg.min_count)
-    nodes = matrix.select(F.col("src").alias("id")).distinct()
-    emb = top_eigen_embedding(matrix, nodes, cfg.dim, cfg.oversample, cfg.power_iters, cfg.seed, log)
-    return emb.select(F.col("id").alias("item_id"), F.col("emb").alias("cf_emb"))
+def cf_matrix(pairs: DataFrame, cfg: CFViewConfig) -> BlockMatrix:
+    """The symmetric PPMI matrix of the co-occurrence counts (>= ``min_count``), as row blocks."""
+    counts = cooccurrence_counts(pairs.where(F.col("cf_c") >= cfg.min_count))
+    matrix = BlockMatrix(counts.withColumnRenamed("c", "w"))
+    total = matrix.row_sums().agg(F.sum("s")).first()[0] or 0.0  # one scalar reaches the driver
+    matrix.transform(ppmi_block(total))
+    return matrix
+
+
+def cf_embeddings(
+    pairs: DataFrame, index: DataFrame, cfg: CFViewConfig, log: Callable[[str], None]
+) -> DataFrame:
+    """(item_id, cf_emb) for items that co-occur with another item in training sequences.
+
+    ``pairs``: :func:`simcit.features.interaction_pairs.interaction_pair_counts` of the training
+    part; ``index`` (item_id, nid) maps node ids back to items.
+    """
+    t = time.time()
+    matrix = cf_matrix(pairs, cfg)
+    log(f"cf graph: PPMI matrix built in {time.time() - t:.1f}s")
+    emb = top_eigen_embedding(matrix, cfg.dim, cfg.oversample, cfg.power_iters, cfg.seed, log)
+    return emb.join(index.withColumnRenamed("nid", "id"), "id").select("item_id", F.col("emb").alias("cf_emb"))

@@ -1,29 +1,46 @@
 """geo view: the POI graph (spatial rings + mobility + H3 hierarchy) and its spectral embedding.
 
-Nodes are POIs with coordinates plus coarse H3 cells. Edges, all built with Spark joins:
-  * spatial: POI -> POIs whose cell lies in its k-ring at ``ring_resolution`` (an equi-join on
-    cell id after exploding the ring; at most ``max_cell_candidates`` per cell, chosen by a hash
-    of the id), the ``max_neighbors`` nearest kept, weight
-    1 / (1 + d / edge_length): dense downtown cells cannot blow the edge count up;
+Nodes are POIs with coordinates, as dense int64 item ids (:mod:`simcit.features.node_index`),
+plus coarse H3 cells, as their 64-bit H3 index (always >= 2^59, so never an item id). Edges:
+  * spatial: POI -> the ``max_neighbors`` nearest POIs (ties by item id) whose cell lies in its
+    k-ring at ``ring_resolution``, taking at most ``max_cell_candidates`` POIs from one ring cell
+    (the first by xxhash64 of the item id, then id), weight 1 / (1 + d / edge_length):
+    dense downtown cells cannot blow the work up. Computed per H3 region at
+    ``region_resolution`` in a Python worker (:func:`ring_knn`, vectorised numpy): a region
+    receives its own POIs plus every POI of a cell that one of its POIs' rings reaches (the
+    halo, whole cells, so the per-cell cap is the same as on the whole catalogue). The result
+    is exactly the former candidate-pair join's, without shuffling the candidate pairs;
   * mobility: consecutive check-ins of a user within ``mobility_max_gap_hours``, from the
-    **training part only**, weight log(1 + count);
+    **training part only** (:mod:`simcit.features.interaction_pairs`), weight log(1 + count);
   * hierarchy: POI <-> its cells at ``cell_resolutions`` (e.g. res 6/7 districts), so isolated
     POIs are still placed by region.
+Every type is symmetric (spatial by max, mobility by summed counts) and the types are summed:
+the typed rows go straight into the CSR row blocks of the eigensolver, which reduce them per
+entry; degrees and the normalisation are computed on the blocks too (no per-entry Spark joins).
 The embedding is the top eigenspace of the lazy random-walk matrix (I + D^-1/2 A D^-1/2) / 2.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from pyspark.sql import Column, DataFrame, Window
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from geo.distance import EARTH_RADIUS_M
+from geo.distance import EARTH_RADIUS_M, haversine_m as np_haversine_m
 from geo.h3_cells import edge_length_m
 from simcit.config import GeoViewConfig
-from simcit.features.distributed_eigen import top_eigen_embedding
+from simcit.features.distributed_eigen import BlockMatrix, top_eigen_embedding
+from simcit.features.interaction_pairs import symmetric_rows
 
-CELL_PREFIX = "h3:"
+EDGE_SCHEMA = T.StructType(
+    [T.StructField("src", T.LongType()), T.StructField("dst", T.LongType()), T.StructField("w", T.DoubleType())]
+)
+_CHUNK_PAIRS = 1 << 20  # candidate pairs evaluated at once inside one region task
 
 
 def haversine_m(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Column:
@@ -33,87 +50,213 @@ def haversine_m(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Colum
     return 2 * EARTH_RADIUS_M * F.asin(F.sqrt(F.least(F.lit(1.0), a)))
 
 
-def symmetric(edges: DataFrame, combine=F.max) -> DataFrame:
-    swapped = edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "w")
-    return edges.unionByName(swapped).groupBy("src", "dst").agg(combine("w").alias("w"))
+def _h3_long(cell: Column) -> Column:
+    return F.conv(cell, 16, 10).cast("long")
 
 
-def spatial_edges(cells: DataFrame, cfg: GeoViewConfig) -> DataFrame:
+def located_points(cells: DataFrame, index: DataFrame) -> DataFrame:
+    """(nid, item_id, latitude, longitude, cell, ring, region, hkey, coarse) with int64 cells.
+
+    ``cells`` from :func:`simcit.features.h3_view.poi_cells`; ``hkey`` is the xxhash64 of the
+    item id that picks a cell's first ``max_cell_candidates``.
+    """
+    return cells.join(index, "item_id").select(
+        "nid",
+        "item_id",
+        "latitude",
+        "longitude",
+        _h3_long(F.col("cell")).alias("cell"),
+        F.transform("ring", _h3_long).alias("ring"),
+        _h3_long(F.col("region")).alias("region"),
+        F.xxhash64("item_id").alias("hkey"),
+        "coarse",
+    )
+
+
+def ring_knn(
+    tie: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    cell: np.ndarray,
+    hkey: np.ndarray,
+    sources: np.ndarray,
+    ring_lengths: np.ndarray,
+    ring_cells: np.ndarray,
+    max_neighbors: int,
+    max_cell_candidates: int,
+    chunk_pairs: int = _CHUNK_PAIRS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directed kNN edges (src row, dst row, distance m) among the rows of one region.
+
+    ``sources`` are the rows to find neighbours for; their k-rings are ``ring_cells``
+    (concatenated, ``ring_lengths`` each). Candidates of a source: rows other than itself whose
+    ``cell`` is in its ring, at most ``max_cell_candidates`` per cell (the first by (hkey, tie));
+    kept: the ``max_neighbors`` nearest by (haversine distance, tie). ``tie`` orders rows like
+    their item ids. Every cell a ring names must be present with all its rows. Work per chunk
+    is bounded by ``chunk_pairs`` pairs.
+    """
+    n = len(tie)
+    order = np.lexsort((tie, hkey, cell))
+    c_sorted = cell[order]
+    new_run = np.ones(n, dtype=bool)
+    new_run[1:] = c_sorted[1:] != c_sorted[:-1]
+    slot = np.arange(n) - np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    cand = order[slot < max_cell_candidates]  # still grouped by cell, in ascending cell order
+    cand_cell = cell[cand]
+    lo = np.searchsorted(cand_cell, ring_cells, "left")
+    cnt = np.searchsorted(cand_cell, ring_cells, "right") - lo
+    ring_lengths = np.asarray(ring_lengths, dtype=np.int64)
+    q_start = np.concatenate([[0], np.cumsum(ring_lengths)])
+    pairs_of = np.bincount(np.repeat(np.arange(len(sources)), ring_lengths), weights=cnt, minlength=len(sources))
+    pairs_of = pairs_of.astype(np.int64)
+    cum = np.concatenate([[0], np.cumsum(pairs_of)])
+    out_s, out_d, out_dist = [], [], []
+    a = 0
+    while a < len(sources):
+        # Largest run of sources whose candidate pairs fit in a chunk (at least one source).
+        b = max(a + 1, int(np.searchsorted(cum, cum[a] + chunk_pairs, "right")) - 1)
+        qa, qb = q_start[a], q_start[b]
+        c = cnt[qa:qb]
+        total = int(c.sum())
+        if total:
+            rep = np.repeat(np.arange(qa, qb), c)
+            within = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
+            dst = cand[lo[rep] + within]
+            src = np.repeat(sources[a:b], pairs_of[a:b])
+            keep = dst != src
+            src, dst = src[keep], dst[keep]
+            d = np_haversine_m(lat[src], lon[src], lat[dst], lon[dst])
+            o = np.lexsort((tie[dst], d, src))
+            src, dst, d = src[o], dst[o], d[o]
+            first = np.ones(len(src), dtype=bool)
+            first[1:] = src[1:] != src[:-1]
+            rank = np.arange(len(src)) - np.maximum.accumulate(np.where(first, np.arange(len(src)), 0))
+            top = rank < max_neighbors
+            out_s.append(src[top]), out_d.append(dst[top]), out_dist.append(d[top])
+        a = b
+    if not out_s:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(out_s), np.concatenate(out_d), np.concatenate(out_dist)
+
+
+def directed_spatial_edges(points: DataFrame, cfg: GeoViewConfig) -> DataFrame:
+    """(src, dst, w) of every kNN choice, emitted in both directions (not yet deduplicated)."""
     scale = edge_length_m(cfg.ring_resolution)
-    left = cells.select(
-        F.col("item_id").alias("src"), F.col("latitude").alias("lat1"), F.col("longitude").alias("lon1"),
-        F.explode("ring").alias("cell"),
+    weight, k, cap = cfg.spatial_weight, cfg.max_neighbors, cfg.max_cell_candidates
+    # Region -> the cells its POIs' rings reach; each such cell's POIs join the region's task.
+    need = points.select(F.col("region").alias("grp"), F.explode("ring").alias("cell")).distinct()
+    members = points.join(need, "cell").select(
+        "grp",
+        "nid",
+        "item_id",
+        "latitude",
+        "longitude",
+        "cell",
+        "hkey",
+        F.when(F.col("grp") == F.col("region"), F.col("ring")).alias("ring"),  # own POIs only
     )
-    right = cells.select(
-        F.col("item_id").alias("dst"), F.col("latitude").alias("lat2"), F.col("longitude").alias("lon2"), "cell"
-    )
-    # Bound the candidates a single (pathologically dense) cell can contribute.
-    per_cell = Window.partitionBy("cell").orderBy(F.xxhash64("dst"), "dst")
-    right = right.withColumn("slot", F.row_number().over(per_cell)).where(F.col("slot") <= cfg.max_cell_candidates)
-    pairs = left.join(right, on="cell").where(F.col("src") != F.col("dst"))
-    pairs = pairs.withColumn("d", haversine_m(F.col("lat1"), F.col("lon1"), F.col("lat2"), F.col("lon2")))
-    nearest = Window.partitionBy("src").orderBy("d", "dst")
-    kept = pairs.withColumn("rank", F.row_number().over(nearest)).where(F.col("rank") <= cfg.max_neighbors)
-    edges = kept.select("src", "dst", (cfg.spatial_weight / (1.0 + F.col("d") / scale)).alias("w"))
-    return symmetric(edges, F.max)
+
+    def per_region(pdf: pd.DataFrame) -> pd.DataFrame:
+        owned = pdf["ring"].notna().to_numpy()
+        sources = np.flatnonzero(owned)
+        rings = pdf["ring"].to_numpy()[sources]
+        lengths = np.array([len(r) for r in rings], dtype=np.int64)
+        ring_cells = np.concatenate([np.asarray(r, dtype=np.int64) for r in rings]) if len(rings) else np.zeros(0, np.int64)
+        nid = pdf["nid"].to_numpy(np.int64)
+        tie = np.empty(len(pdf), dtype=np.int64)
+        tie[np.argsort(pdf["item_id"].to_numpy(object), kind="stable")] = np.arange(len(pdf))
+        s, d, dist = ring_knn(
+            tie,
+            pdf["latitude"].to_numpy(np.float64),
+            pdf["longitude"].to_numpy(np.float64),
+            pdf["cell"].to_numpy(np.int64),
+            pdf["hkey"].to_numpy(np.int64),
+            sources,
+            lengths,
+            ring_cells,
+            k,
+            cap,
+        )
+        w = weight / (1.0 + dist / scale)
+        return pd.DataFrame(
+            {"src": np.concatenate([nid[s], nid[d]]), "dst": np.concatenate([nid[d], nid[s]]), "w": np.concatenate([w, w])}
+        )
+
+    return members.groupBy("grp").applyInPandas(per_region, EDGE_SCHEMA)
 
 
-def mobility_edges(train: DataFrame, pois: DataFrame, cfg: GeoViewConfig) -> DataFrame:
-    order = Window.partitionBy("user_id").orderBy("ts", "seq_no", "item_id")
-    steps = train.select(
-        "user_id",
-        F.lag("item_id").over(order).alias("src"),
-        F.col("item_id").alias("dst"),
-        (F.col("ts").cast("double") - F.lag("ts").over(order).cast("double")).alias("gap_s"),
-    )
-    moves = steps.where(
-        F.col("src").isNotNull()
-        & (F.col("src") != F.col("dst"))
-        & (F.col("gap_s") <= cfg.mobility_max_gap_hours * 3600.0)
-    )
-    located = pois.select(F.col("item_id").alias("id"))
-    moves = moves.join(located.withColumnRenamed("id", "src"), "src").join(located.withColumnRenamed("id", "dst"), "dst")
-    counts = moves.groupBy("src", "dst").agg(F.count(F.lit(1)).cast("double").alias("w"))
-    counts = symmetric(counts, F.sum)
-    return counts.select("src", "dst", (cfg.mobility_weight * F.log1p(F.col("w"))).alias("w"))
+def spatial_edges(points: DataFrame, cfg: GeoViewConfig) -> DataFrame:
+    """Symmetric spatial edges (src, dst, w): the kNN choices of both ends, by max."""
+    return directed_spatial_edges(points, cfg).groupBy("src", "dst").agg(F.max("w").alias("w"))
 
 
-def hierarchy_edges(cells: DataFrame, cfg: GeoViewConfig) -> DataFrame:
-    edges = cells.select(
-        F.col("item_id").alias("src"),
-        F.explode(F.transform("coarse", lambda c: F.concat(F.lit(CELL_PREFIX), c))).alias("dst"),
-        F.lit(cfg.cell_weight).alias("w"),
-    )
-    return symmetric(edges, F.max)
+GEO_COMBINE = {"ws": "max", "wm": "sum", "wc": "max"}  # spatial by max, mobility summed, cells by max
 
 
-def lazy_walk_entries(adjacency: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Entries of M = (I + D^-1/2 A D^-1/2) / 2 and its node list."""
-    degree = adjacency.groupBy(F.col("src").alias("id")).agg(F.sum("w").alias("deg"))
-    deg_src = degree.select(F.col("id").alias("src"), F.col("deg").alias("d_src"))
-    deg_dst = degree.select(F.col("id").alias("dst"), F.col("deg").alias("d_dst"))
-    off = (
-        adjacency.join(deg_src, "src")
-        .join(deg_dst, "dst")
-        .select("src", "dst", (0.5 * F.col("w") / F.sqrt(F.col("d_src") * F.col("d_dst"))).alias("w"))
+def geo_adjacency_rows(points: DataFrame, pairs: DataFrame | None, cfg: GeoViewConfig) -> DataFrame:
+    """Typed adjacency rows (src, dst, ws, wm, wc) over POI and cell node ids, both directions.
+
+    Reduced per (src, dst) by :data:`GEO_COMBINE` and summed (inside the matrix blocks, see
+    :class:`simcit.features.distributed_eigen.BlockMatrix`), they give the symmetric adjacency.
+    ``points`` from :func:`located_points`; a cell node's id is its H3 index. ``pairs``
+    (training-part pair counts) gives the mobility edges, restricted to located POIs.
+    """
+    zero = F.lit(None).cast("double")
+    spatial = directed_spatial_edges(points, cfg).select("src", "dst", F.col("w").alias("ws"), zero.alias("wm"), zero.alias("wc"))
+    links = points.select("nid", F.explode(F.transform("coarse", _h3_long)).alias("cnid"))
+    cw = F.lit(float(cfg.cell_weight))
+    hierarchy = links.select(F.col("nid").alias("src"), F.col("cnid").alias("dst"), zero.alias("ws"), zero.alias("wm"), cw.alias("wc"))
+    hierarchy = hierarchy.unionByName(
+        links.select(F.col("cnid").alias("src"), F.col("nid").alias("dst"), zero.alias("ws"), zero.alias("wm"), cw.alias("wc"))
     )
-    diag = degree.select(F.col("id").alias("src"), F.col("id").alias("dst"), F.lit(0.5).alias("w"))
-    return off.unionByName(diag), degree.select("id")
+    parts = spatial.unionByName(hierarchy)
+    if cfg.mobility_weight > 0 and pairs is not None:
+        located = points.select("nid")
+        moves = (
+            pairs.where(F.col("mob_c") > 0)
+            .join(located.withColumnRenamed("nid", "src"), "src", "left_semi")
+            .join(located.withColumnRenamed("nid", "dst"), "dst", "left_semi")
+        )
+        mob = symmetric_rows(moves, "mob_c", "c")
+        parts = parts.unionByName(
+            mob.select("src", "dst", zero.alias("ws"), (cfg.mobility_weight * F.log1p(F.col("c"))).alias("wm"), zero.alias("wc"))
+        )
+    return parts
+
+
+def lazy_walk(rows: np.ndarray, cols: np.ndarray, a: sp.csr_matrix, d_rows: np.ndarray, d_cols: np.ndarray) -> sp.csr_matrix:
+    """A block of M = (I + D^-1/2 A D^-1/2) / 2 from the block of A and the degrees (row sums)."""
+    inv = [np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0) for d in (d_rows, d_cols)]
+    scaled = sp.diags(inv[0]) @ a @ sp.diags(inv[1])
+    eye = sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), np.searchsorted(cols, rows))), shape=a.shape)
+    return sp.csr_matrix(0.5 * scaled + 0.5 * eye)
+
+
+def geo_matrix(points: DataFrame, pairs: DataFrame | None, cfg: GeoViewConfig) -> BlockMatrix:
+    """The lazy random-walk matrix of the POI graph, as cached row blocks."""
+    matrix = BlockMatrix(geo_adjacency_rows(points, pairs, cfg), combine=GEO_COMBINE)
+    matrix.transform(lazy_walk)
+    return matrix
 
 
 def geo_embeddings(
-    cells: DataFrame, train: DataFrame, cfg: GeoViewConfig, log: Callable[[str], None]
+    cells: DataFrame,
+    index: DataFrame,
+    pairs: DataFrame | None,
+    cfg: GeoViewConfig,
+    log: Callable[[str], None],
 ) -> DataFrame:
-    """(item_id, geo_emb) for every POI with coordinates."""
-    parts = [spatial_edges(cells, cfg), hierarchy_edges(cells, cfg)]
-    if cfg.mobility_weight > 0:
-        parts.append(mobility_edges(train, cells, cfg))
-    adjacency = parts[0]
-    for p in parts[1:]:
-        adjacency = adjacency.unionByName(p)
-    adjacency = adjacency.groupBy("src", "dst").agg(F.sum("w").alias("w"))
-    entries, nodes = lazy_walk_entries(adjacency)
-    emb = top_eigen_embedding(entries, nodes, cfg.dim, cfg.oversample, cfg.power_iters, cfg.seed, log)
-    return emb.where(~F.col("id").startswith(CELL_PREFIX)).select(
-        F.col("id").alias("item_id"), F.col("emb").alias("geo_emb")
+    """(item_id, geo_emb) for every POI with coordinates.
+
+    ``index`` (item_id, nid) numbers the items; ``pairs`` are the training-part pair counts of
+    :func:`simcit.features.interaction_pairs.interaction_pair_counts` (or None).
+    """
+    t = time.time()
+    points = located_points(cells, index)
+    matrix = geo_matrix(points, pairs, cfg)
+    log(f"geo graph: lazy-walk matrix built in {time.time() - t:.1f}s")
+    emb = top_eigen_embedding(matrix, cfg.dim, cfg.oversample, cfg.power_iters, cfg.seed, log)
+    # Cell nodes drop out of the join with the POIs.
+    return emb.join(points.select(F.col("nid").alias("id"), "item_id"), "id").select(
+        "item_id", F.col("emb").alias("geo_emb")
     )

@@ -1,9 +1,12 @@
 """features: ``items`` + training interactions -> ``item_features`` (text, image, geo, cf, H3).
 
 Views learned from interactions (cf, mobility edges of geo) read the training part only
-(:func:`simcit.splits.training_interactions`). Encoders run inside Python workers, loaded once
-per worker and applied per Arrow batch. The geo and cf factorisations are distributed (see
-:mod:`simcit.features.distributed_eigen`); the driver only ever holds k x k matrices.
+(:func:`simcit.splits.training_interactions`), through one per-user pass that counts both kinds
+of pairs (:mod:`simcit.features.interaction_pairs`). The graph views run on dense int64 node
+ids (:mod:`simcit.features.node_index`), joined back to item ids only for the embedding rows.
+Encoders run inside Python workers, loaded once per worker and applied per Arrow batch. The geo
+and cf factorisations are distributed (see :mod:`simcit.features.distributed_eigen`); the
+driver only ever holds k x k matrices.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from simcit.features.cf_graph import cf_embeddings
 from simcit.features.geo_graph import geo_embeddings
 from simcit.features.h3_view import TABLE_RESOLUTIONS, poi_cells
 from simcit.features.image_view import image_embeddings
+from simcit.features.interaction_pairs import interaction_pair_counts
+from simcit.features.node_index import dense_index
 from simcit.features.text_view import text_embeddings
 from simcit.splits import training_interactions
 from simcit.stages.runtime import StageContext, StageSummary
@@ -36,33 +41,53 @@ def run(ctx: StageContext) -> StageSummary:
     out = items.select("item_id")
     temp = []
 
-    train = None
-    if fcfg.cf.enabled or fcfg.geo.enabled:
-        inter = spark.read.parquet(*lake.file_uris("interactions"))
-        train = training_interactions(inter, ctx.cfg.sequences.collapse_repeats).persist(StorageLevel.MEMORY_AND_DISK)
-        ctx.log(f"training interactions: {train.count():,} (valid/test targets held out)")
-        temp.append(train)
-
-    geo_cfg = fcfg.geo
-    cells = poi_cells(items, geo_cfg.ring_resolution, geo_cfg.ring_k, geo_cfg.cell_resolutions)
+    geo_cfg, cf_cfg = fcfg.geo, fcfg.cf
+    cells = poi_cells(
+        items, geo_cfg.ring_resolution, geo_cfg.ring_k, geo_cfg.cell_resolutions, geo_cfg.region_resolution
+    )
     cells = cells.persist(StorageLevel.MEMORY_AND_DISK)
     temp.append(cells)
     n_located = cells.count()
     out = out.join(cells.select("item_id", *[f"h3_r{r}" for r in TABLE_RESOLUTIONS]), "item_id", "left")
     ctx.log(f"H3 cells: {n_located:,} items with coordinates")
 
+    use_mobility = geo_cfg.enabled and geo_cfg.mobility_weight > 0
+    index = pairs = None
+    if cf_cfg.enabled or geo_cfg.enabled:
+        t = time.time()
+        # Items numbered by H3 cell, then id: nearby POIs get nearby node ids (see node_index).
+        located = items.select("item_id").join(cells.select("item_id", "cell"), "item_id", "left")
+        index, _ = dense_index(located, "item_id", order_by="cell")
+        index = index.persist(StorageLevel.MEMORY_AND_DISK)
+        temp.append(index)
+        timings["index_s"] = time.time() - t
+    if cf_cfg.enabled or use_mobility:
+        t = time.time()
+        inter = spark.read.parquet(*lake.file_uris("interactions"))
+        train = training_interactions(inter, ctx.cfg.sequences.collapse_repeats)
+        pairs = interaction_pair_counts(
+            train,
+            index,
+            cf_cfg.window if cf_cfg.enabled else 0,
+            geo_cfg.mobility_max_gap_hours * 3600.0 if use_mobility else None,
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        temp.append(pairs)
+        n_pairs = pairs.count()
+        timings["pairs_s"] = time.time() - t
+        ctx.log(f"training-part pairs (cf window + mobility): {n_pairs:,} item pairs in {timings['pairs_s']:.1f}s")
+
     if geo_cfg.enabled and n_located > 1:
         t = time.time()
-        geo = geo_embeddings(cells, train, geo_cfg, ctx.log).localCheckpoint(eager=True)
+        geo = geo_embeddings(cells, index, pairs, geo_cfg, ctx.log).localCheckpoint(eager=True)
         timings["geo_s"] = time.time() - t
         ctx.log(f"geo view: {geo.count():,} embeddings in {timings['geo_s']:.1f}s")
         out = out.join(geo, "item_id", "left")
     else:
         out = out.withColumn("geo_emb", F.lit(None).cast(EMB))
 
-    if fcfg.cf.enabled:
+    if cf_cfg.enabled:
         t = time.time()
-        cf = cf_embeddings(train, fcfg.cf, ctx.log).localCheckpoint(eager=True)
+        cf = cf_embeddings(pairs, index, cf_cfg, ctx.log).localCheckpoint(eager=True)
         timings["cf_s"] = time.time() - t
         ctx.log(f"cf view: {cf.count():,} embeddings in {timings['cf_s']:.1f}s")
         out = out.join(cf, "item_id", "left")
