@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import time
 
 import numpy as np
 from pyspark.sql import functions as F
@@ -33,14 +34,21 @@ def resolve_model_dir(ctx: StageContext) -> str:
     return ctx.cfg.resolve(configured) if configured else latest_tokenizer_dir(ctx.lake, ctx.cfg.tokenizer.kind)
 
 
-def quality(table_df, levels: int, codebook_size: int) -> dict:
-    """Quality figures from distributed aggregates (at most L x K rows reach the driver)."""
-    base = table_df.select(F.slice("codes", 1, levels).alias("base"))
-    groups = base.groupBy("base").count()
-    agg = groups.agg(F.count(F.lit(1)).alias("unique"), F.sum("count").alias("n"), F.max("count").alias("largest")).first()
+def verified_quality(table_df, levels: int, codebook_size: int) -> dict:
+    """Quality figures from distributed aggregates (at most L x K rows reach the driver), and the
+    uniqueness check of the table's SIDs in the same pass: a SID spells its codes, so SIDs are
+    unique iff no group of equal base codes repeats a disambiguation code."""
+    groups = table_df.groupBy(F.slice("codes", 1, levels).alias("base")).agg(
+        F.count(F.lit(1)).alias("count"), F.countDistinct(F.element_at("codes", levels + 1)).alias("distinct"))
+    groups = groups.localCheckpoint(eager=True)
+    agg = groups.agg(F.count(F.lit(1)).alias("unique"), F.sum("count").alias("n"), F.max("count").alias("largest"),
+                     F.sum(F.col("count") - F.col("distinct")).alias("repeated")).first()
+    if agg["repeated"]:
+        raise RuntimeError(f"{agg['repeated']} duplicate SIDs produced; nothing committed")
     per_level = []
-    exploded = table_df.select(F.posexplode(F.slice("codes", 1, levels)).alias("level", "code"))
-    counts = {(r["level"], r["code"]): r["count"] for r in exploded.groupBy("level", "code").count().collect()}
+    exploded = groups.select(F.posexplode("base").alias("level", "code"), "count")
+    counts = {(r["level"], r["code"]): r["n"]
+              for r in exploded.groupBy("level", "code").agg(F.sum("count").alias("n")).collect()}
     for level in range(levels):
         vec = np.zeros(codebook_size)
         for (lv, code), c in counts.items():
@@ -66,12 +74,12 @@ def run(ctx: StageContext) -> StageSummary:
     version, levels, k = meta["tokenizer_version"], int(meta["levels"]), int(meta["codebook_size"])
     ctx.log(f"tokenizer {meta['kind']} {version} (L={levels}, K={k}, views={sorted(meta['views'])}) from {model_dir}")
     features_version = lake.version("item_features")
-    features = spark.read.parquet(*lake.file_uris("item_features"))
     n_items = lake.dataset("item_features").count_rows()  # from Parquet footers, no scan
-    parallelism = spark.sparkContext.defaultParallelism
-    partitions = max(parallelism, min(8 * parallelism, n_items // 20000 + 1))
     view_columns = [VIEW_COLUMNS[v] for v in sorted(dict(meta["views"]))]
-    coded = base_codes(features, model_dir, partitions, view_columns).localCheckpoint(eager=True)
+    t0 = time.time()
+    coded = base_codes(spark, lake.file_uris("item_features", features_version), model_dir, view_columns,
+                       ctx.cfg.spark.arrow_batch_rows).localCheckpoint(eager=True)
+    ctx.log(f"coded {n_items:,} items in {time.time() - t0:.1f}s ({n_items / max(time.time() - t0, 1e-9):,.0f} items/s)")
     no_view = coded.where(~F.col("has_view"))
     n_no_view = no_view.count()
     coded = coded.where(F.col("has_view")).select("item_id", "base")
@@ -90,12 +98,15 @@ def run(ctx: StageContext) -> StageSummary:
     rows = assign(coded, previous, levels, version, created_at)
 
     staging = lake.new_staging_dir(table, ctx.run_id)
+    t0 = time.time()
     rows.write.parquet(staging)
-    written = spark.read.parquet(staging)
-    dupes = written.groupBy("sid").count().where(F.col("count") > 1).limit(1).count()
-    if dupes:
-        raise RuntimeError(f"{table}: duplicate SIDs produced; nothing committed")
-    figures = quality(written, levels, k)
+    ctx.log(f"collisions resolved and {table} staged in {time.time() - t0:.1f}s")
+    t0 = time.time()
+    try:
+        figures = verified_quality(spark.read.parquet(staging), levels, k)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{table}: {exc}") from None
+    ctx.log(f"uniqueness verified and quality figures computed in {time.time() - t0:.1f}s")
     lake.clear_stale_staging(table, keep=staging)
     result = lake.commit_parquet(
         table, staging,
