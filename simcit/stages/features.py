@@ -142,7 +142,7 @@ def run(ctx: StageContext) -> StageSummary:
         n_rejected = spark.read.parquet(rej_stage).count()
         if n_rejected:
             versions["rejects"] = lake.commit_parquet("rejects", rej_stage, mode="append").version
-    coverage = _coverage(lake)
+    coverage = _coverage(spark, lake)
     for df in [items, *temp]:
         df.unpersist()
     return ctx.summary(
@@ -154,11 +154,10 @@ def run(ctx: StageContext) -> StageSummary:
     )
 
 
-def _coverage(lake) -> dict[str, str]:
-    """Non-null count per view, streamed from the committed table (only the view columns)."""
+def _coverage(spark, lake) -> dict[str, str]:
+    """Non-null count per view of the committed table, as one Spark aggregate: only four counts
+    reach the driver (streaming the embeddings through the driver made its memory grow with the
+    catalogue: 1.5 GB at 200k items, Arrow read-ahead of 2 KB rows)."""
     cols = ["text_emb", "image_emb", "geo_emb", "cf_emb"]
-    counts = dict.fromkeys(cols, 0)
-    for batch in lake.dataset("item_features").to_batches(columns=cols):
-        for c in cols:
-            counts[c] += len(batch) - batch.column(c).null_count
-    return {c.replace("_emb", ""): f"{n:,}" for c, n in counts.items()}
+    row = spark.read.parquet(*lake.file_uris("item_features")).agg(*[F.count(c).alias(c) for c in cols]).first()
+    return {c.replace("_emb", ""): f"{int(row[c]):,}" for c in cols}
