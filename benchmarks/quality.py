@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -102,7 +104,7 @@ def floors(lake_root: str, config: str, names: list[str], sasrec_seconds: float,
     lake = Lake(lake_root, cfg.namespace)
     items = lake.dataset("item_features").to_table(columns=["item_id"])["item_id"].to_pylist()
     train = training_sequences(lake)
-    out = []
+    out, rank_tables = [], []
     for name in names:
         t0 = time.time()
         if name == "sasrec":
@@ -120,43 +122,67 @@ def floors(lake_root: str, config: str, names: list[str], sasrec_seconds: float,
         fit_s = time.time() - t0
         index = {it: i for i, it in enumerate(model.item_ids)}
         for split in ("valid", "test"):
-            ranks = []
+            ranks, users = [], []
             for batch in iter_sequence_batches(lake, split, batch_rows=512):
                 part = SplitRows.from_batch(batch)
                 targets = np.array([index.get(t, -1) for t in part.targets])
                 ranks.append(ranks_from_scores(model.score(part.histories), targets))
+                users += part.user_ids
+            rank_tables.append(pa.table({"user_id": users, "split": [split] * len(users),
+                                         "model": [name] * len(users), "rank": np.concatenate(ranks)}))
             per_user = metrics_from_ranks(np.concatenate(ranks))
             out.append({"model": name, "split": split, "seconds": fit_s,
                         **{k: float(np.mean(v)) for k, v in per_user.items()}})
         log(f"{name}: test R@10 {out[-1]['recall@10']:.4f} ({fit_s:.0f}s)")
+    if rank_tables:  # per-user ranks, for paired comparisons with the generative rows
+        pq.write_table(pa.concat_tables(rank_tables), floor_ranks_file(cfg.dataset.name))
     return out
 
 
-def metrics_of(lake: Lake, run_id: str) -> dict[str, dict[str, float]]:
+REPEAT = "+repeat"  # evaluate's name suffix for the model mixed with the copy prior
+
+
+def metrics_of(lake: Lake, run_id: str, repeat: bool = False) -> dict[str, dict[str, float]]:
+    """Metrics of the generative model of an evaluate run (``repeat``: its +repeat row)."""
     import pyarrow.dataset as ds
 
     t = lake.dataset("eval_metrics").to_table(filter=ds.field("run_id") == run_id).to_pylist()
     out: dict[str, dict[str, float]] = {}
     for r in t:
-        if r["model"].startswith("generative:"):
+        if r["model"].startswith("generative:") and r["model"].endswith(REPEAT) == repeat:
             out.setdefault(r["split"], {})[f"{r['metric']}@{r['k']}"] = r["value"]
     return out
 
 
-def paired(runs: list[dict], a: str, b: str) -> dict | None:
-    """Per-user test Recall@10 averaged over seeds, variant a - variant b, paired over users."""
+def floor_ranks_file(dataset: str) -> Path:
+    return REPO / "benchmarks" / "_work" / f"quality-{dataset}-floor-ranks.parquet"
+
+
+def paired(runs: list[dict], a: str, b: str, dataset: str | None = None) -> dict | None:
+    """Per-user test Recall@10 averaged over seeds, a - b, paired over users. A name is a
+    variant ("simcit"), a variant with the copy prior ("simcit+repeat") or a floor ("markov")."""
     import pyarrow.parquet as pq
 
     from simcit.evaluation.metrics import paired_comparison
 
-    def hits(variant: str):
+    def hits(name: str):
+        variant, repeat = (name[: -len(REPEAT)], True) if name.endswith(REPEAT) else (name, False)
         per_seed = []
+        if variant not in VARIANTS:
+            path = floor_ranks_file(dataset) if dataset else None
+            if path is None or not path.exists():
+                return None
+            t = pq.read_table(path).to_pandas()
+            t = t[(t["split"] == "test") & (t["model"] == variant)].set_index("user_id")
+            return None if t.empty else (t["rank"] <= 10).astype(float)
         for r in runs:
             if r["variant"] != variant:
                 continue
             t = pq.read_table(r["ranks"]).to_pandas()
-            t = t[(t["split"] == "test") & t["model"].str.startswith("generative:")].set_index("user_id")
-            per_seed.append((t["rank"] <= 10).astype(float))
+            model = t["model"]
+            t = t[(t["split"] == "test") & model.str.startswith("generative:") & (model.str.endswith(REPEAT) == repeat)]
+            if not t.empty:
+                per_seed.append((t.set_index("user_id")["rank"] <= 10).astype(float))
         return None if not per_seed else sum(per_seed) / len(per_seed)
 
     ha, hb = hits(a), hits(b)
@@ -167,25 +193,37 @@ def paired(runs: list[dict], a: str, b: str) -> dict | None:
     return {"a": a, "b": b, "diff": c.diff, "se": c.se_diff, "z": c.z, "users": c.n}
 
 
+def comparisons(runs: list[dict], floor_rows: list[dict], dataset: str) -> list[dict]:
+    """SimCIT against each other SID table, and the best generative row against the best floor."""
+    pairs = [("simcit", "rqvae"), ("simcit", "simcit_text"), ("simcit", "rqkmeans"),
+             ("simcit" + REPEAT, "rqvae" + REPEAT)]
+    tests = [f for f in floor_rows if f["split"] == "test"]
+    if tests:
+        best = max(tests, key=lambda f: f["recall@10"])["model"]
+        pairs += [("simcit", best), ("simcit" + REPEAT, best)]
+    return [c for c in (paired(runs, a, b, dataset) for a, b in pairs) if c]
+
+
 def table(dataset: str, runs: list[dict], floor_rows: list[dict]) -> str:
     cols = [f"recall@{k}" for k in TABLE_KS] + [f"ndcg@{k}" for k in TABLE_KS]
     lines = ["| model | SIDs | seeds | " + " | ".join(f"test {c}" for c in cols)
              + " | unique SIDs before disambig. | largest group | tokenizer s | recommender s |",
              "|---" * (len(cols) + 7) + "|"]
-    for variant in VARIANTS:
-        rs = [r for r in runs if r["variant"] == variant]
-        if not rs:
-            continue
-        cells = []
-        for c in cols:
-            v = np.array([r["metrics"]["test"][c] for r in rs])
-            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
-        kind, views = VARIANTS[variant]
-        views = views or ALL_VIEWS[dataset]
-        lines.append(f"| generative LM | {kind} ({'+'.join(views)}) | {len(rs)} | " + " | ".join(cells)
-                     + f" | {np.mean([r['unique_before'] for r in rs]):.4f} | "
-                     f"{max(r['largest_group'] for r in rs)} | {np.mean([r['tokenizer_seconds'] for r in rs]):.0f} | "
-                     f"{np.mean([r['recommender_seconds'] for r in rs]):.0f} |")
+    for key, label in (("metrics", "generative LM"), ("metrics_repeat", "generative LM + repeat prior")):
+        for variant in VARIANTS:
+            rs = [r for r in runs if r["variant"] == variant and r.get(key, {}).get("test")]
+            if not rs:
+                continue
+            cells = []
+            for c in cols:
+                v = np.array([r[key]["test"][c] for r in rs])
+                cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
+            kind, views = VARIANTS[variant]
+            views = views or ALL_VIEWS[dataset]
+            lines.append(f"| {label} | {kind} ({'+'.join(views)}) | {len(rs)} | " + " | ".join(cells)
+                         + f" | {np.mean([r['unique_before'] for r in rs]):.4f} | "
+                         f"{max(r['largest_group'] for r in rs)} | {np.mean([r['tokenizer_seconds'] for r in rs]):.0f} | "
+                         f"{np.mean([r['recommender_seconds'] for r in rs]):.0f} |")
     for f in floor_rows:
         if f["split"] == "test":
             lines.append(f"| {f['model']} | item ids | 1 | " + " | ".join(f"{f[c]:.4f}" for c in cols)
@@ -222,26 +260,36 @@ def code_quality(runs: list[dict], lake_root: str, namespace: str) -> str:
     return "\n".join(rows)
 
 
-def rebuild_runs(dataset: str, lake_root: str) -> list[dict]:
+def rebuild_runs(dataset: str, lake_root: str, reevaluate: bool = False, extra: list[str] = ()) -> list[dict]:
     """The per-run records of an interrupted benchmark, from what its stages left in the lake:
-    eval_metrics rows of ``generative:<variant>_s<seed>``, the recommender and tokenizer model
-    directories (metrics.json seconds) and the sid_quality JSON beside each tokenizer."""
+    the latest eval_metrics run of each ``generative:<variant>_s<seed>``, the recommender and
+    tokenizer model directories (metrics.json seconds) and the sid_quality JSON beside each
+    tokenizer. ``reevaluate``: run the evaluate stage again on every recommender first (e.g. to
+    add the +repeat rows to runs evaluated before that existed)."""
     import glob
 
-    namespace = load_config(CONFIGS[dataset]).namespace
+    config = str(CONFIGS[dataset])
+    namespace = load_config(config).namespace
     lake = Lake(lake_root, namespace)
     runs = []
-    rows = lake.dataset("eval_metrics").to_table().to_pylist()
-    for run_id in sorted({r["run_id"] for r in rows}):
+    order = {h.get("simcit.run_id"): h["version"] for h in lake.table("eval_metrics").history()}
+    rows = lake.dataset("eval_metrics").to_table(columns=["run_id", "model"]).to_pylist()
+    latest: dict[str, str] = {}  # tag -> its last evaluate run
+    for run_id in sorted({r["run_id"] for r in rows}, key=lambda r: order.get(r, -1)):
         model = next(r["model"] for r in rows if r["run_id"] == run_id)
-        if not model.startswith("generative:") or "_s" not in model:
-            continue
-        tag = model.split(":", 1)[1]
+        if model.startswith("generative:") and "_s" in model:
+            latest[model.split(":", 1)[1].removesuffix(REPEAT)] = run_id
+    for tag, run_id in sorted(latest.items()):
         variant, seed = tag.rsplit("_s", 1)
         if variant not in VARIANTS:
             continue
         table = f"semantic_ids__{tag}"
         rec_dir = next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "recommender", f"{table}-v*"))))
+        if reevaluate:
+            print(f"re-evaluating {tag} ({rec_dir})", flush=True)
+            run_id = run_stage("evaluate", config, lake_root,
+                               [f"assign_ids.table_tag={tag}", f"evaluate.model_dir={_q(rec_dir)}",
+                                "evaluate.baselines=[]", *extra]).extra["run_id"]
         quality_file = next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "tokenizer", "*",
                                                         f"sid_quality-{namespace}-{table}.json"))))
         quality = json.loads(Path(quality_file).read_text())
@@ -256,7 +304,7 @@ def rebuild_runs(dataset: str, lake_root: str) -> list[dict]:
             "largest_group": quality["largest_collision_group"],
             "best_epoch": rec_metrics["best_epoch"] + 1, "eval_run_id": run_id,
             "ranks": next(iter(glob.glob(os.path.join(rec_dir, f"eval-{run_id}-ranks.parquet")))),
-            "metrics": metrics_of(lake, run_id),
+            "metrics": metrics_of(lake, run_id), "metrics_repeat": metrics_of(lake, run_id, repeat=True),
         })
     return runs
 
@@ -285,6 +333,8 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="print the tables of the last run's JSON and exit")
     ap.add_argument("--rebuild", action="store_true",
                     help="rebuild the results of an interrupted run from the lake (+ floors), then report")
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="with --rebuild: run the evaluate stage again on every recommender first")
     args = ap.parse_args()
     out = REPO / "benchmarks" / "_work" / f"quality-{args.dataset}.json"
     if args.report:
@@ -292,16 +342,14 @@ def main() -> None:
         return
     if args.rebuild:
         # an interrupted run: its finished tokenizer/recommender pairs from the lake, then floors
-        runs = rebuild_runs(args.dataset, args.lake)
+        runs = rebuild_runs(args.dataset, args.lake, args.reevaluate, args.overrides)
         t0 = time.time()
         floor_rows = floors(args.lake, str(CONFIGS[args.dataset]), [f for f in args.floors.split(",") if f],
                             args.sasrec_seconds, print)
-        comparisons = [c for c in (paired(runs, "simcit", "rqvae"), paired(runs, "simcit", "simcit_text"),
-                                   paired(runs, "simcit", "rqkmeans")) if c]
         seconds = sum(r["tokenizer_seconds"] + r["recommender_seconds"] for r in runs) + time.time() - t0
         result = {"dataset": args.dataset, "seconds": seconds, "feature_seconds": 0.0, "rebuilt": True,
                   "overrides": args.overrides, "runs": runs, "floors": floor_rows,
-                  "paired_test_recall@10": comparisons}
+                  "paired_test_recall@10": comparisons(runs, floor_rows, args.dataset)}
         out.write_text(json.dumps(result, indent=1, default=str))
         report(result, args.lake)
         return
@@ -328,14 +376,14 @@ def main() -> None:
             log(f"--- {variant}, seed {seed}")
             r = run_variant(args.dataset, variant, seed, args.lake, config, BUDGET[args.dataset] + args.overrides, log)
             r["metrics"] = metrics_of(lake, r["eval_run_id"])
+            r["metrics_repeat"] = metrics_of(lake, r["eval_run_id"], repeat=True)
             runs.append(r)
             log(f"{variant} seed {seed}: test R@10 {r['metrics']['test']['recall@10']:.4f}, "
                 f"unique before {r['unique_before']:.4f}")
     floor_rows = floors(args.lake, config, [f for f in args.floors.split(",") if f], args.sasrec_seconds, log)
-    comparisons = [c for c in (paired(runs, "simcit", "rqvae"), paired(runs, "simcit", "simcit_text"),
-                               paired(runs, "simcit", "rqkmeans")) if c]
     result = {"dataset": args.dataset, "seconds": time.time() - t_start, "feature_seconds": t_features,
-              "overrides": args.overrides, "runs": runs, "floors": floor_rows, "paired_test_recall@10": comparisons}
+              "overrides": args.overrides, "runs": runs, "floors": floor_rows,
+              "paired_test_recall@10": comparisons(runs, floor_rows, args.dataset)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
     print()

@@ -277,10 +277,17 @@ class EvaluateConfig:
     tune_users: int = 2000              # valid users the floors' grid search looks at
     cold_threshold: int = 5             # test targets seen fewer times in training are "cold"
     limit_users: Optional[int] = None   # evaluate only the first N users per split (smoke runs)
+    # Also report the model with a copy prior over the user's own history (a mixture weight and
+    # recency decay tuned on the same valid users as the floors; simcit.recommender.repeat_prior),
+    # as "generative:<sids>+repeat", beside the plain model.
+    repeat_prior: bool = True
+    history_candidates: int = 100       # most recent distinct history items scored for the prior
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.batch_users < 1 or self.tune_users < 1 or self.cold_threshold < 1:
             raise ValueError("beam_size, batch_users, tune_users and cold_threshold must be >= 1")
+        if self.history_candidates < 1:
+            raise ValueError("history_candidates must be >= 1")
         if not self.ks or min(self.ks) < 1:
             raise ValueError("ks must be a non-empty list of positive integers")
 

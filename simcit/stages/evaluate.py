@@ -25,6 +25,7 @@ import torch
 
 from simcit.evaluation.metrics import metrics_from_ranks, paired_comparison, ranks_from_scores, ranks_from_topk
 from simcit.evaluation.sequences import Examples
+from simcit.recommender import repeat_prior
 from simcit.recommender.generative import GenerativeRecommender
 from simcit.stages.runtime import StageContext, StageSummary
 from simcit.train.recommender_data import SplitRows, iter_sequence_batches, read_split, tokenizer_meta
@@ -137,6 +138,18 @@ def run(ctx: StageContext) -> StageSummary:
         floors = fit_floors(list(ecfg.baselines), train, vocab.item_ids, read_split(lake, "valid", ecfg.tune_users),
                             ctx.log)
         del train
+    prior, prior_name = None, f"{model_name}+repeat"
+    use_ts = loaded.context == "time"
+    if ecfg.repeat_prior:
+        t0 = time.time()
+        tune = read_split(lake, "valid", ecfg.tune_users)
+        cands = rec.candidates(tune.histories, k_max, ecfg.history_candidates,
+                               tune.history_ts if use_ts else None, tune.target_ts if use_ts else None)
+        tuned = repeat_prior.tune(cands, rec.item_indices(tune.targets))
+        prior = tuned.prior
+        ctx.log(f"repeat prior: {prior.describe()} (valid Recall@10 on {len(tune)} users: {tuned.metric:.4f}, "
+                f"plain model {tuned.plain:.4f}; tuned in {time.time() - t0:.1f}s)")
+        del cands, tune
     counts = training_item_counts(lake)
 
     run_id = ctx.run_id
@@ -145,17 +158,22 @@ def run(ctx: StageContext) -> StageSummary:
     users_total = 0
     rank_tables: list[pa.Table] = []
     for split in SPLITS:
-        ranks: dict[str, list[np.ndarray]] = {name: [] for name in [model_name, *floors]}
+        ranks: dict[str, list[np.ndarray]] = {
+            name: [] for name in [model_name, *([prior_name] if prior else []), *floors]}
         cold: list[np.ndarray] = []
         users: list[str] = []
         done, t0 = 0, time.time()
         for batch in iter_sequence_batches(lake, split, batch_rows=max(ecfg.batch_users * 8, 512),
                                            limit=ecfg.limit_users):
             part = SplitRows.from_batch(batch)
-            use_ts = loaded.context == "time"
-            top = rec.recommend_indices(part.histories, k_max, part.history_ts if use_ts else None,
-                                        part.target_ts if use_ts else None)
+            ts = (part.history_ts, part.target_ts) if use_ts else (None, None)
             targets = rec.item_indices(part.targets)
+            if prior is not None:
+                cands = rec.candidates(part.histories, k_max, ecfg.history_candidates, *ts)
+                top = cands.beam_items
+                ranks[prior_name].append(ranks_from_topk(repeat_prior.rank(cands, prior, k_max), targets))
+            else:
+                top = rec.recommend_indices(part.histories, k_max, *ts)
             ranks[model_name].append(ranks_from_topk(top, targets))
             for name, floor in floors.items():
                 ranks[name].append(ranks_from_scores(floor.score(part.histories), targets))
@@ -173,7 +191,7 @@ def run(ctx: StageContext) -> StageSummary:
             rank_tables.append(pa.table({"user_id": users, "split": [split] * len(users), "model": [name] * len(users),
                                          "rank": r, "cold": cold_mask}))
             per_user = metrics_from_ranks(r, ecfg.ks)
-            tok = tokenizer_name if name == model_name else "none"
+            tok = tokenizer_name if name in (model_name, prior_name) else "none"
             rows += _metric_rows(run_id, cfg.dataset.name, split, tok, name, per_user)
             if split == "test":
                 per_model_test[name] = per_user
@@ -194,12 +212,17 @@ def run(ctx: StageContext) -> StageSummary:
     _print_table(rows, list(ecfg.ks))
     if floors and per_model_test:
         best = max(floors, key=lambda n: float(np.mean(per_model_test[n]["recall@10"])))
-        cmp = paired_comparison(per_model_test[model_name]["recall@10"], per_model_test[best]["recall@10"])
-        print(f"test Recall@10, {model_name} - {best} (best floor): {cmp.diff:+.4f} "
-              f"(paired s.e. {cmp.se_diff:.4f}, z = {cmp.z:+.1f}, {cmp.n} users)")
+        for name in [model_name, *([prior_name] if prior else [])]:
+            cmp = paired_comparison(per_model_test[name]["recall@10"], per_model_test[best]["recall@10"])
+            print(f"test Recall@10, {name} - {best} (best floor): {cmp.diff:+.4f} "
+                  f"(paired s.e. {cmp.se_diff:.4f}, z = {cmp.z:+.1f}, {cmp.n} users)")
+    if prior is not None:
+        print(f"{prior_name}: the model mixed with a copy prior over the user's history ({prior.describe()}, "
+              f"tuned on valid)")
     return ctx.summary(
         rows_in=users_total,
         rows_out=result.rows,
         versions={table: vocab.table_version, "eval_metrics": result.version},
-        extra={"run_id": run_id, "model_dir": model_dir, "ranks": ranks_file},
+        extra={"run_id": run_id, "model_dir": model_dir, "ranks": ranks_file,
+               **({"repeat_prior": prior.describe()} if prior else {})},
     )
