@@ -41,6 +41,21 @@ def _left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[
     return input_ids.gather(1, order), attention_mask.long().gather(1, order)
 
 
+def prepare_prompts(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+    """Checks shared by the tree-masked passes, then the prompts left-aligned:
+    ``(ids, mask, positions, next_position)``, ``next_position`` being ``[users, 1]``."""
+    attn = getattr(model.config, "_attn_implementation", None) or "eager"
+    if attn not in _MASKABLE_ATTENTION:
+        raise ValueError(f"attention implementation {attn!r} cannot take tree masks; use one of {_MASKABLE_ATTENTION}")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if bool((attention_mask.sum(1) == 0).any()):
+        raise ValueError("every prompt needs at least one real token (e.g. <bos>)")
+    ids, mask = _left_align(input_ids, attention_mask)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    return ids, mask, positions, positions[:, -1:] + 1
+
+
 @torch.inference_mode()
 def constrained_beam_search(
     model: torch.nn.Module,
@@ -59,21 +74,12 @@ def constrained_beam_search(
     """
     if beam_size < 1 or top_k < 1:
         raise ValueError("beam_size and top_k must be >= 1")
-    attn = getattr(model.config, "_attn_implementation", None) or "eager"
-    if attn not in _MASKABLE_ATTENTION:
-        raise ValueError(f"attention implementation {attn!r} cannot take tree masks; use one of {_MASKABLE_ATTENTION}")
     device = input_ids.device
     if trie.device != device:
         trie = trie.to(device)
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    if bool((attention_mask.sum(1) == 0).any()):
-        raise ValueError("every prompt needs at least one real token (e.g. <bos>)")
     users, beams, depth = input_ids.shape[0], beam_size, trie.depth
-    ids, mask = _left_align(input_ids, attention_mask)
+    ids, mask, positions, next_position = prepare_prompts(model, input_ids, attention_mask)
     prompt_len = ids.shape[1]
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    next_position = positions[:, -1:] + 1  # [users, 1]
 
     was_training = model.training
     model.eval()

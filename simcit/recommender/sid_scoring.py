@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .decoding import _MASKABLE_ATTENTION, _left_align
+from .decoding import prepare_prompts
 
 
 @torch.inference_mode()
@@ -32,22 +32,13 @@ def score_sids(
     """
     if candidates.dim() != 3:
         raise ValueError(f"candidates must be [users, C, depth], got {tuple(candidates.shape)}")
-    attn = getattr(model.config, "_attn_implementation", None) or "eager"
-    if attn not in _MASKABLE_ATTENTION:
-        raise ValueError(f"attention implementation {attn!r} cannot take tree masks; use one of {_MASKABLE_ATTENTION}")
     users, n_cand, depth = candidates.shape
     device = input_ids.device
     candidates = candidates.to(device)
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    if bool((attention_mask.sum(1) == 0).any()):
-        raise ValueError("every prompt needs at least one real token (e.g. <bos>)")
+    ids, mask, positions, next_position = prepare_prompts(model, input_ids, attention_mask)
     if n_cand == 0:
         return torch.zeros(users, 0, device=device)
-    ids, mask = _left_align(input_ids, attention_mask)
     prompt_len = ids.shape[1]
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    next_position = positions[:, -1:] + 1  # [users, 1]
 
     was_training = model.training
     model.eval()
