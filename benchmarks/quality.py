@@ -231,20 +231,27 @@ def table(dataset: str, runs: list[dict], floor_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def current_quality_file(lake_root: str, namespace: str, table: str) -> str | None:
+    """The sid_quality JSON of the tokenizer that wrote ``table``'s latest version (a table tag
+    reused by several tokenizers leaves one JSON beside each)."""
+    import glob
+
+    files = glob.glob(os.path.join(lake_root, namespace, "_models", "tokenizer", "*",
+                                   f"sid_quality-{namespace}-{table}.json"))
+    return max(files, key=lambda f: json.loads(Path(f).read_text()).get("table_version", -1), default=None)
+
+
 def code_quality(runs: list[dict], lake_root: str, namespace: str) -> str:
     """Issue #3 (c): SID code quality per tokenizer at equal L x K, from the sid_quality JSON
     that assign-ids writes beside each tokenizer (mean over seeds; per level: perplexity, Gini,
     codes used)."""
-    import glob
-
     rows = ["| tokenizer | views | seeds | unique SIDs before disambig. | largest group | "
             "perplexity per level | Gini per level | codes used per level |", "|---" * 8 + "|"]
     for variant in VARIANTS:
         figs = []
         for r in (r for r in runs if r["variant"] == variant):
-            pattern = os.path.join(lake_root, namespace, "_models", "tokenizer", "*",
-                                   f"sid_quality-{namespace}-{r['sid_table']}.json")
-            figs += [json.loads(Path(f).read_text()) for f in glob.glob(pattern)]
+            path = current_quality_file(lake_root, namespace, r["sid_table"])
+            figs += [json.loads(Path(path).read_text())] if path else []
         if not figs:
             continue
         levels = len(figs[0]["levels"])
@@ -290,8 +297,7 @@ def rebuild_runs(dataset: str, lake_root: str, reevaluate: bool = False, extra: 
             run_id = run_stage("evaluate", config, lake_root,
                                [f"assign_ids.table_tag={tag}", f"evaluate.model_dir={_q(rec_dir)}",
                                 "evaluate.baselines=[]", *extra]).extra["run_id"]
-        quality_file = next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "tokenizer", "*",
-                                                        f"sid_quality-{namespace}-{table}.json"))))
+        quality_file = current_quality_file(lake_root, namespace, table)
         quality = json.loads(Path(quality_file).read_text())
         tok_metrics = json.loads((Path(quality_file).parent / "metrics.json").read_text())
         rec_metrics = json.loads((Path(rec_dir) / "metrics.json").read_text())
