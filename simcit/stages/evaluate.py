@@ -150,6 +150,7 @@ def run(ctx: StageContext) -> StageSummary:
         ctx.log(f"repeat prior: {prior.describe()} (valid Recall@10 on {len(tune)} users: {tuned.metric:.4f}, "
                 f"plain model {tuned.plain:.4f}; tuned in {time.time() - t0:.1f}s)")
         del cands, tune
+        rec.unknown_items = 0  # counted again by the evaluation passes below
     counts = training_item_counts(lake)
 
     run_id = ctx.run_id
