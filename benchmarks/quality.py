@@ -291,7 +291,8 @@ def rebuild_runs(dataset: str, lake_root: str, reevaluate: bool = False, extra: 
         if variant not in VARIANTS:
             continue
         table = f"semantic_ids__{tag}"
-        rec_dir = next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "recommender", f"{table}-v*"))))
+        rec_dir = os.path.abspath(next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "recommender",
+                                                                   f"{table}-v*")))))
         if reevaluate:
             print(f"re-evaluating {tag} ({rec_dir})", flush=True)
             run_id = run_stage("evaluate", config, lake_root,
