@@ -34,7 +34,7 @@ def resolve_model_dir(ctx: StageContext) -> str:
     return ctx.cfg.resolve(configured) if configured else latest_tokenizer_dir(ctx.lake, ctx.cfg.tokenizer.kind)
 
 
-def verified_quality(table_df, levels: int, codebook_size: int) -> dict:
+def verified_quality(table_df, levels: int, codebook_size: int, table: str = "semantic_ids") -> dict:
     """Quality figures from distributed aggregates (at most L x K rows reach the driver), and the
     uniqueness check of the table's SIDs in the same pass: a SID spells its codes, so SIDs are
     unique iff no group of equal base codes repeats a disambiguation code."""
@@ -44,7 +44,7 @@ def verified_quality(table_df, levels: int, codebook_size: int) -> dict:
     agg = groups.agg(F.count(F.lit(1)).alias("unique"), F.sum("count").alias("n"), F.max("count").alias("largest"),
                      F.sum(F.col("count") - F.col("distinct")).alias("repeated")).first()
     if agg["repeated"]:
-        raise RuntimeError(f"{agg['repeated']} duplicate SIDs produced; nothing committed")
+        raise RuntimeError(f"{table}: {agg['repeated']} duplicate SIDs produced; nothing committed")
     per_level = []
     exploded = groups.select(F.posexplode("base").alias("level", "code"), "count")
     counts = {(r["level"], r["code"]): r["n"]
@@ -79,7 +79,8 @@ def run(ctx: StageContext) -> StageSummary:
     t0 = time.time()
     coded = base_codes(spark, lake.file_uris("item_features", features_version), model_dir, view_columns,
                        ctx.cfg.spark.arrow_batch_rows).localCheckpoint(eager=True)
-    ctx.log(f"coded {n_items:,} items in {time.time() - t0:.1f}s ({n_items / max(time.time() - t0, 1e-9):,.0f} items/s)")
+    elapsed = time.time() - t0
+    ctx.log(f"coded {n_items:,} items in {elapsed:.1f}s ({n_items / max(elapsed, 1e-9):,.0f} items/s)")
     no_view = coded.where(~F.col("has_view"))
     n_no_view = no_view.count()
     coded = coded.where(F.col("has_view")).select("item_id", "base")
@@ -102,10 +103,7 @@ def run(ctx: StageContext) -> StageSummary:
     rows.write.parquet(staging)
     ctx.log(f"collisions resolved and {table} staged in {time.time() - t0:.1f}s")
     t0 = time.time()
-    try:
-        figures = verified_quality(spark.read.parquet(staging), levels, k)
-    except RuntimeError as exc:
-        raise RuntimeError(f"{table}: {exc}") from None
+    figures = verified_quality(spark.read.parquet(staging), levels, k, table)
     ctx.log(f"uniqueness verified and quality figures computed in {time.time() - t0:.1f}s")
     lake.clear_stale_staging(table, keep=staging)
     result = lake.commit_parquet(

@@ -107,3 +107,15 @@ def test_rerun_is_identical_and_refresh_keeps_existing_sids(spark, setup):
     assert old.equals(first)
     new_sids = set(after.filter(~pl.col("item_id").is_in(first["item_id"].implode()))["sid"])
     assert not new_sids & set(first["sid"])
+
+
+def test_verified_quality_rejects_a_repeated_sid_and_counts_groups(spark):
+    from simcit.stages.assign_ids import verified_quality
+
+    ok = spark.createDataFrame([([1, 2, 0],), ([1, 2, 1],), ([3, 4, 0],)], "codes array<int>")
+    figures = verified_quality(ok, levels=2, codebook_size=8)
+    assert figures["items"] == 3 and figures["unique_base_sids"] == 2 and figures["largest_collision_group"] == 2
+    assert [lv["used_codes"] for lv in figures["levels"]] == [2, 2]
+    bad = spark.createDataFrame([([1, 2, 0],), ([1, 2, 0],), ([3, 4, 0],)], "codes array<int>")
+    with pytest.raises(RuntimeError, match="semantic_ids__x: 1 duplicate SIDs"):
+        verified_quality(bad, levels=2, codebook_size=8, table="semantic_ids__x")
