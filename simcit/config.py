@@ -277,6 +277,9 @@ class EvaluateConfig:
     tune_users: int = 2000              # valid users the floors' grid search looks at
     cold_threshold: int = 5             # test targets seen fewer times in training are "cold"
     limit_users: Optional[int] = None   # evaluate only the first N users per split (smoke runs)
+    # Rank only the first N valid users (test always gets every user, up to limit_users): valid
+    # metrics are a diagnostic; the quality benchmark sets it to spend its budget on test.
+    valid_users: Optional[int] = None
     # Also report the model with a copy prior over the user's own history (a mixture weight and
     # recency decay tuned on the same valid users as the floors; simcit.recommender.repeat_prior),
     # as "generative:<sids>+repeat", beside the plain model.
@@ -288,6 +291,8 @@ class EvaluateConfig:
             raise ValueError("beam_size, batch_users, tune_users and cold_threshold must be >= 1")
         if self.history_candidates < 1:
             raise ValueError("history_candidates must be >= 1")
+        if (self.valid_users is not None and self.valid_users < 1) or (self.limit_users is not None and self.limit_users < 1):
+            raise ValueError("valid_users and limit_users must be >= 1 when set")
         if not self.ks or min(self.ks) < 1:
             raise ValueError("ks must be a non-empty list of positive integers")
 

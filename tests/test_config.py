@@ -87,3 +87,16 @@ def test_cli_flags_become_overrides_of_their_stage(tmp_path):
     assert 'recommender.sid_table="semantic_ids__rqvae"' in overrides
     args = build_parser().parse_args(["train-tokenizer", "--config", "c.yaml", "--num-workers", "2"])
     assert _flag_overrides(args) == ["tokenizer.num_workers=2"]
+
+
+def test_valid_users_limits_only_the_valid_split():
+    from simcit.config import EvaluateConfig
+    from simcit.stages.evaluate import _split_limit
+
+    assert _split_limit(EvaluateConfig(), "valid") is None
+    assert _split_limit(EvaluateConfig(valid_users=300), "valid") == 300
+    assert _split_limit(EvaluateConfig(valid_users=300), "test") is None
+    assert _split_limit(EvaluateConfig(valid_users=300, limit_users=100), "valid") == 100
+    assert _split_limit(EvaluateConfig(valid_users=300, limit_users=1000), "test") == 1000
+    with pytest.raises(ValueError, match="valid_users"):
+        EvaluateConfig(valid_users=0)

@@ -60,6 +60,12 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.histories)
 
+    def take(self, start: int, stop: int) -> "Candidates":
+        """Users ``start:stop`` of this batch."""
+        s = slice(start, stop)
+        return Candidates(self.beam_items[s], self.beam_logp[s], self.history_items[s], self.history_logp[s],
+                          self.histories[s])
+
     @staticmethod
     def concat(parts: Sequence["Candidates"]) -> "Candidates":
         width = lambda name: max(getattr(p, name).shape[1] for p in parts)  # noqa: E731

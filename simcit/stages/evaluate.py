@@ -84,6 +84,12 @@ def fit_floors(names: list[str], train: list[list[str]], items: list[str], tune:
     return floors
 
 
+def _split_limit(ecfg, split: str) -> int | None:
+    """How many users of ``split`` to rank: ``limit_users`` everywhere, ``valid_users`` on valid."""
+    limits = [n for n in (ecfg.limit_users, ecfg.valid_users if split == "valid" else None) if n is not None]
+    return min(limits) if limits else None
+
+
 def _metric_rows(run_id: str, dataset: str, split: str, tokenizer: str, model: str,
                  per_user: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     rows = [dict(run_id=run_id, dataset=dataset, split=split, tokenizer=tokenizer, model=model,
@@ -139,6 +145,7 @@ def run(ctx: StageContext) -> StageSummary:
                             ctx.log)
         del train
     prior, prior_name = None, f"{model_name}+repeat"
+    tune_cands, tune_users, tune_unknown = None, [], 0
     use_ts = loaded.context == "time"
     if ecfg.repeat_prior:
         t0 = time.time()
@@ -149,8 +156,12 @@ def run(ctx: StageContext) -> StageSummary:
         prior = tuned.prior
         ctx.log(f"repeat prior: {prior.describe()} (valid Recall@10 on {len(tune)} users: {tuned.metric:.4f}, "
                 f"plain model {tuned.plain:.4f}; tuned in {time.time() - t0:.1f}s)")
+        # The valid pass below starts with the same users in the same order: it reuses these
+        # candidates instead of decoding them again (checked user by user).
+        tune_cands, tune_users = cands, tune.user_ids
         del cands, tune
-        rec.unknown_items = 0  # counted again by the evaluation passes below
+        # Counted: these users' unknown history items, once (the valid pass reuses their candidates).
+        tune_unknown, rec.unknown_items = rec.unknown_items, 0
     counts = training_item_counts(lake)
 
     run_id = ctx.run_id
@@ -165,12 +176,16 @@ def run(ctx: StageContext) -> StageSummary:
         users: list[str] = []
         done, t0 = 0, time.time()
         for batch in iter_sequence_batches(lake, split, batch_rows=max(ecfg.batch_users * 8, 512),
-                                           limit=ecfg.limit_users):
+                                           limit=_split_limit(ecfg, split)):
             part = SplitRows.from_batch(batch)
             ts = (part.history_ts, part.target_ts) if use_ts else (None, None)
             targets = rec.item_indices(part.targets)
             if prior is not None:
-                cands = rec.candidates(part.histories, k_max, ecfg.history_candidates, *ts)
+                if split == "valid" and tune_users[done:done + len(part)] == part.user_ids:
+                    cands = tune_cands.take(done, done + len(part))
+                    rec.unknown_items += tune_unknown if done == 0 else 0
+                else:
+                    cands = rec.candidates(part.histories, k_max, ecfg.history_candidates, *ts)
                 top = cands.beam_items
                 ranks[prior_name].append(ranks_from_topk(repeat_prior.rank(cands, prior, k_max), targets))
             else:
@@ -199,6 +214,8 @@ def run(ctx: StageContext) -> StageSummary:
                 if cold_mask.any():
                     rows += _metric_rows(run_id, cfg.dataset.name, "test_cold", tok, name,
                                          {k: v[cold_mask] for k, v in per_user.items()})
+        if split == "valid":
+            tune_cands, tune_users = None, []
         if rec.unknown_items:
             ctx.log(f"WARNING: {rec.unknown_items:,} history items have no SID in {table} and were skipped")
 
