@@ -25,6 +25,7 @@ benchmarks/RESULTS.md by hand, with the command).
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -51,8 +52,18 @@ VARIANTS = {
     "rqvae": ("rqvae", ["text"]),
     "rqkmeans": ("rqkmeans", ["text"]),
 }
-# The recommender budget shared by every variant (from the dataset config unless overridden here).
-BUDGET: dict[str, list[str]] = {"nyc": [], "scientific": []}
+# The recommender budget shared by every variant, on top of the dataset config (``--set`` adds to
+# it). Sized so that 4 SID tables x 3 seeds + floors + SASRec fit about an hour on 2 cores: a
+# 0.43M-parameter Qwen2, 20-item windows, early stopping on 300 valid users; evaluate ranks 2,000
+# valid users (the copy prior's tuning users) and every test user.
+_SMALL_LM = ["recommender.model={hidden_size: 128, num_layers: 2, num_heads: 4, intermediate_size: 256}",
+             "recommender.window=20", "recommender.valid_users=300", "recommender.cpus_per_worker=2",
+             "evaluate.valid_users=2000"]
+BUDGET: dict[str, list[str]] = {
+    "nyc": [*_SMALL_LM, "recommender.stride=20", "recommender.epochs=6", "recommender.patience=2"],
+    "scientific": [*_SMALL_LM, "recommender.stride=10", "recommender.epochs=8", "recommender.patience=3",
+                   "recommender.strategy=ddp"],
+}
 TABLE_KS = (5, 10, 20)
 
 
@@ -234,8 +245,6 @@ def table(dataset: str, runs: list[dict], floor_rows: list[dict]) -> str:
 def current_quality_file(lake_root: str, namespace: str, table: str) -> str | None:
     """The sid_quality JSON of the tokenizer that wrote ``table``'s latest version (a table tag
     reused by several tokenizers leaves one JSON beside each)."""
-    import glob
-
     files = glob.glob(os.path.join(lake_root, namespace, "_models", "tokenizer", "*",
                                    f"sid_quality-{namespace}-{table}.json"))
     return max(files, key=lambda f: json.loads(Path(f).read_text()).get("table_version", -1), default=None)
@@ -273,13 +282,15 @@ def rebuild_runs(dataset: str, lake_root: str, reevaluate: bool = False, extra: 
     tokenizer model directories (metrics.json seconds) and the sid_quality JSON beside each
     tokenizer. ``reevaluate``: run the evaluate stage again on every recommender first (e.g. to
     add the +repeat rows to runs evaluated before that existed)."""
-    import glob
+    from simcit.train.recommender_store import latest_recommender_dir
 
     config = str(CONFIGS[dataset])
     namespace = load_config(config).namespace
     lake = Lake(lake_root, namespace)
     runs = []
-    order = {h.get("simcit.run_id"): h["version"] for h in lake.table("eval_metrics").history()}
+    history = lake.table("eval_metrics").history()
+    order = {h.get("simcit.run_id"): h["version"] for h in history}
+    evaluated_dir = {h.get("simcit.run_id"): h.get("simcit.model_dir") for h in history}
     rows = lake.dataset("eval_metrics").to_table(columns=["run_id", "model"]).to_pylist()
     latest: dict[str, str] = {}  # tag -> its last evaluate run
     for run_id in sorted({r["run_id"] for r in rows}, key=lambda r: order.get(r, -1)):
@@ -291,8 +302,8 @@ def rebuild_runs(dataset: str, lake_root: str, reevaluate: bool = False, extra: 
         if variant not in VARIANTS:
             continue
         table = f"semantic_ids__{tag}"
-        rec_dir = os.path.abspath(next(iter(glob.glob(os.path.join(lake_root, namespace, "_models", "recommender",
-                                                                   f"{table}-v*")))))
+        # the recommender that run evaluated (several may exist for one SID table)
+        rec_dir = os.path.abspath(evaluated_dir.get(run_id) or latest_recommender_dir(lake, table))
         if reevaluate:
             print(f"re-evaluating {tag} ({rec_dir})", flush=True)
             run_id = run_stage("evaluate", config, lake_root,
