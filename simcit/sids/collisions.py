@@ -4,42 +4,45 @@ Items sharing all L base codes get a final disambiguation code 0, 1, 2, ... orde
 (deterministic). On a refresh with the same tokenizer version, existing rows are kept exactly
 as they are, and new items in a group continue after the group's largest code in use, so a new
 item never takes a SID already in use (not even one of an item that left the catalogue: its row
-stays, keeping its SID reserved).
+stays, keeping its SID reserved). Groups are keyed by the packed base codes (``base_key``).
 """
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from simcit.sids.base_key import code_columns, key_of_codes
 from simcit.sids.sid_format import sid_expression
 
+COLUMNS = ("item_id", "codes", "sid", "tokenizer_version", "created_at")
 
-def assign(coded: DataFrame, previous: DataFrame | None, levels: int, version: str, created_at) -> DataFrame:
+
+def assign(coded: DataFrame, previous: DataFrame | None, levels: int, bits: int, version: str,
+           created_at) -> DataFrame:
     """Rows of the new ``semantic_ids`` table.
 
-    ``coded``: (item_id, base) for every item to cover; ``previous``: the current table's rows
+    ``coded``: (item_id, base_key) for every item to cover; ``previous``: the current table's rows
     when it was written by the same tokenizer version (else None).
     """
     fresh = coded
-    offsets = None
     if previous is not None:
         fresh = coded.join(previous.select("item_id"), "item_id", "left_anti")
         offsets = previous.select(
-            F.slice("codes", 1, levels).alias("base"), F.element_at("codes", levels + 1).alias("d")
-        ).groupBy("base").agg((F.max("d") + 1).alias("offset"))
-        fresh = fresh.join(offsets, "base", "left")
+            key_of_codes(F.col("codes"), levels, bits).alias("base_key"),
+            F.element_at("codes", levels + 1).alias("d"),
+        ).groupBy("base_key").agg((F.max("d") + 1).alias("offset"))
+        fresh = fresh.join(offsets, "base_key", "left")
     else:
         fresh = fresh.withColumn("offset", F.lit(0))
-    group = Window.partitionBy("base").orderBy("item_id")
+    group = Window.partitionBy("base_key").orderBy("item_id")
     d = (F.row_number().over(group) - 1 + F.coalesce(F.col("offset"), F.lit(0))).cast("int")
-    codes = F.concat(F.col("base"), F.array(d))
+    codes = F.array(*code_columns(F.col("base_key"), levels, bits), d)
     new_rows = fresh.select(
         "item_id",
         codes.alias("codes"),
         F.lit(version).alias("tokenizer_version"),
         F.lit(created_at).cast("timestamp").alias("created_at"),
-    ).withColumn("sid", sid_expression(F.col("codes"), levels + 1))
-    new_rows = new_rows.select("item_id", "codes", "sid", "tokenizer_version", "created_at")
+    ).withColumn("sid", sid_expression(F.col("codes"), levels + 1)).select(*COLUMNS)
     if previous is None:
         return new_rows
-    return previous.select("item_id", "codes", "sid", "tokenizer_version", "created_at").unionByName(new_rows)
+    return previous.select(*COLUMNS).unionByName(new_rows)

@@ -11,15 +11,16 @@ import datetime as dt
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from pyspark.sql import functions as F
 
+from simcit.sids.base_key import code_columns, key_bits, key_of_codes
 from simcit.sids.code_quality import level_figures
 from simcit.sids.collisions import assign
 from simcit.sids.spark_inference import base_codes
 from simcit.stages.runtime import StageContext, StageSummary
-from simcit.train.view_batches import VIEW_COLUMNS
 
 
 def table_name(ctx: StageContext) -> str:
@@ -37,53 +38,56 @@ def resolve_model_dir(ctx: StageContext) -> str:
 def verified_quality(table_df, levels: int, codebook_size: int, table: str = "semantic_ids") -> dict:
     """Quality figures from distributed aggregates (at most L x K rows reach the driver), and the
     uniqueness check of the table's SIDs in the same pass: a SID spells its codes, so SIDs are
-    unique iff no group of equal base codes repeats a disambiguation code."""
-    groups = table_df.groupBy(F.slice("codes", 1, levels).alias("base")).agg(
+    unique iff no group of equal base codes repeats a disambiguation code. Reads the written
+    table's ``codes``, not the job's intermediate keys: it checks what downstream teams will read."""
+    bits = key_bits(levels, codebook_size)
+    groups = table_df.groupBy(key_of_codes(F.col("codes"), levels, bits).alias("base_key")).agg(
         F.count(F.lit(1)).alias("count"), F.countDistinct(F.element_at("codes", levels + 1)).alias("distinct"))
     groups = groups.localCheckpoint(eager=True)
     agg = groups.agg(F.count(F.lit(1)).alias("unique"), F.sum("count").alias("n"), F.max("count").alias("largest"),
                      F.sum(F.col("count") - F.col("distinct")).alias("repeated")).first()
     if agg["repeated"]:
         raise RuntimeError(f"{table}: {agg['repeated']} duplicate SIDs produced; nothing committed")
-    per_level = []
-    exploded = groups.select(F.posexplode("base").alias("level", "code"), "count")
-    counts = {(r["level"], r["code"]): r["n"]
-              for r in exploded.groupBy("level", "code").agg(F.sum("count").alias("n")).collect()}
-    for level in range(levels):
-        vec = np.zeros(codebook_size)
-        for (lv, code), c in counts.items():
-            if lv == level and 0 <= code < codebook_size:
-                vec[code] = c
-        per_level.append(level_figures(vec))
+    levels_df = groups.select(F.posexplode(F.array(*code_columns(F.col("base_key"), levels, bits))).alias("level", "code"),
+                              "count")
+    counts = np.zeros((levels, codebook_size))
+    for r in levels_df.groupBy("level", "code").agg(F.sum("count").alias("n")).collect():
+        if 0 <= r["code"] < codebook_size:
+            counts[r["level"], r["code"]] = r["n"]
     n = int(agg["n"] or 0)
     return {
         "items": n,
         "unique_base_sids": int(agg["unique"] or 0),
         "unique_ratio_before_disambiguation": (agg["unique"] / n) if n else 0.0,
         "largest_collision_group": int(agg["largest"] or 0),
-        "levels": per_level,
+        "levels": [level_figures(counts[level]) for level in range(levels)],
     }
 
 
-def run(ctx: StageContext) -> StageSummary:
+def _load_verified(model_dir: str) -> dict:
+    """The model's config.json after checking its content hash (imports torch: run in a thread
+    while the Spark JVM starts, so neither waits for the other)."""
     from simcit.train.model_store import load_tokenizer
 
-    spark, lake = ctx.spark, ctx.lake
+    return load_tokenizer(model_dir)[1]
+
+
+def run(ctx: StageContext) -> StageSummary:
+    lake = ctx.lake
     model_dir = resolve_model_dir(ctx)
-    _, meta = load_tokenizer(model_dir)  # verifies the content hash once, on the driver
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(_load_verified, model_dir)
+        spark = ctx.spark
+        meta = loading.result()  # verifies the content hash once, on the driver
     version, levels, k = meta["tokenizer_version"], int(meta["levels"]), int(meta["codebook_size"])
+    bits = key_bits(levels, k)
     ctx.log(f"tokenizer {meta['kind']} {version} (L={levels}, K={k}, views={sorted(meta['views'])}) from {model_dir}")
     features_version = lake.version("item_features")
     n_items = lake.dataset("item_features").count_rows()  # from Parquet footers, no scan
-    view_columns = [VIEW_COLUMNS[v] for v in sorted(dict(meta["views"]))]
-    t0 = time.time()
+    view_columns = [meta["view_columns"][v] for v in sorted(dict(meta["views"]))]
+    no_view_counter = spark.sparkContext.accumulator(0)
     coded = base_codes(spark, lake.file_uris("item_features", features_version), model_dir, view_columns,
-                       ctx.cfg.spark.arrow_batch_rows).localCheckpoint(eager=True)
-    elapsed = time.time() - t0
-    ctx.log(f"coded {n_items:,} items in {elapsed:.1f}s ({n_items / max(elapsed, 1e-9):,.0f} items/s)")
-    no_view = coded.where(~F.col("has_view"))
-    n_no_view = no_view.count()
-    coded = coded.where(F.col("has_view")).select("item_id", "base")
+                       ctx.cfg.spark.arrow_batch_rows, no_view_counter)
 
     table = table_name(ctx)
     previous = None
@@ -96,15 +100,27 @@ def run(ctx: StageContext) -> StageSummary:
         else:
             ctx.log(f"{table} holds tokenizer {prev_versions}; assigning every SID anew for {version}")
     created_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
-    rows = assign(coded, previous, levels, version, created_at)
+    rows = assign(coded, previous, levels, bits, version, created_at)
 
+    # One pass from the item features to the staged table: the workers' codes stream straight
+    # into the collision window's shuffle (nothing is checkpointed in between).
     staging = lake.new_staging_dir(table, ctx.run_id)
     t0 = time.time()
     rows.write.parquet(staging)
-    ctx.log(f"collisions resolved and {table} staged in {time.time() - t0:.1f}s")
+    elapsed = time.time() - t0
+    ctx.log(f"coded {n_items:,} items, resolved collisions and staged {table} in {elapsed:.1f}s "
+            f"({n_items / max(elapsed, 1e-9):,.0f} items/s)")
     t0 = time.time()
-    figures = verified_quality(spark.read.parquet(staging), levels, k, table)
+    staged = spark.read.parquet(staging)
+    figures = verified_quality(staged, levels, k, table)
     ctx.log(f"uniqueness verified and quality figures computed in {time.time() - t0:.1f}s")
+    # Items with none of the model's views get no SID: exactly the feature rows missing from the
+    # staged table (the accumulator only says whether to look; it may over-count a retried task).
+    no_view = None
+    if no_view_counter.value:
+        features = spark.read.parquet(*lake.file_uris("item_features", features_version)).select("item_id")
+        no_view = features.join(staged.select("item_id"), "item_id", "left_anti").localCheckpoint(eager=True)
+    n_no_view = no_view.count() if no_view is not None else 0
     lake.clear_stale_staging(table, keep=staging)
     result = lake.commit_parquet(
         table, staging,

@@ -119,3 +119,18 @@ def test_verified_quality_rejects_a_repeated_sid_and_counts_groups(spark):
     bad = spark.createDataFrame([([1, 2, 0],), ([1, 2, 0],), ([3, 4, 0],)], "codes array<int>")
     with pytest.raises(RuntimeError, match="semantic_ids__x: 1 duplicate SIDs"):
         verified_quality(bad, levels=2, codebook_size=8, table="semantic_ids__x")
+
+
+def test_items_without_any_view_become_rejects(spark, setup):
+    lake, cfg, _ = setup
+    features = _features(240).to_pylist()
+    for row in features[:5]:
+        row["text_emb"], row["geo_emb"] = None, None  # none of the model's views
+    lake.write_table("item_features", pa.Table.from_pylist(features, schema=ITEM_FEATURES))
+    summary = run_stage("assign-ids", cfg, str(lake.root))
+    t = _table(lake)
+    assert t.height == 235 and t["sid"].n_unique() == 235
+    assert summary.rows_rejected == 5
+    rejects = pl.read_delta(lake.table_path("rejects")).filter(pl.col("source") == "assign_ids")
+    assert sorted(json.loads(r)["item_id"] for r in rejects["record"]) == [f"item{i:05d}" for i in range(5)]
+    assert rejects["reason"].str.contains("none of the tokenizer's views").all()
