@@ -225,6 +225,9 @@ class RecommenderTrainingConfig:
     stride: int = 10                    # sliding windows end every `stride` items
     context: Literal["none", "time"] = "none"  # "time": an hour-of-week token before every SID
     batch_size: int = 64                # sequences per worker step
+    # Batches of windows of similar length (shuffled): far less padding where histories are
+    # short and uneven (simcit/recommender/length_grouping.py); false: plain random batches.
+    group_by_length: bool = True
     epochs: int = 20
     lr: float = 1e-3
     weight_decay: float = 0.01

@@ -117,6 +117,10 @@ class SIDSequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self._windows)
 
+    def window_items(self) -> np.ndarray:
+        """Items per example (its token length is proportional): for length-grouped batching."""
+        return self._windows[:, 2] - self._windows[:, 1]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         user, start, end = (int(x) for x in self._windows[index])
         items = self.histories[user][start:end]

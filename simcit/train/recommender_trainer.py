@@ -142,6 +142,7 @@ def train_recommender(cfg: PipelineConfig, lake: Lake, log: Callable[[str], None
             gradient_clipping=rcfg.gradient_clipping, steps_per_epoch=steps,
             threads=max(1, int(rcfg.cpus_per_worker)), seed=rcfg.seed, beam_size=rcfg.beam_size,
             patience=rcfg.patience, deepspeed_config=ds_config, fail_at_epoch=_fail_at_epoch(rcfg.fail_at_epoch),
+            group_by_length=rcfg.group_by_length,
         )
         trainer = TorchTrainer(
             train_loop_per_worker,

@@ -38,6 +38,7 @@ from simcit.recommender import (
     load_base_model,
 )
 from simcit.recommender.generative import GenerativeRecommender
+from simcit.recommender.length_grouping import length_grouped_batches, random_batches
 from simcit.recommender.time_context import time_tokens
 from simcit.train.recommender_data import SplitRows
 from simcit.train.strategies import OptimSettings, make_engine
@@ -77,6 +78,7 @@ class RecommenderSpec:
     patience: int
     deepspeed_config: Optional[dict[str, Any]] = None
     fail_at_epoch: Optional[int] = None
+    group_by_length: bool = True
 
 
 def say(message: str) -> None:
@@ -145,9 +147,10 @@ def _batches(shard, vocab_index, vocab, seq_cfg, token_map, spec: RecommenderSpe
         data, unknown = _windows_of_rows(rows, vocab_index, vocab, seq_cfg, token_map, spec.context)
         stats["users"] += rows.num_rows
         stats["unknown_items"] += unknown
-        order = rng.permutation(len(data))
-        for start in range(0, len(order), spec.batch_size):
-            yield collate([data[int(i)] for i in order[start : start + spec.batch_size]])
+        batches = (length_grouped_batches(data.window_items(), spec.batch_size, rng) if spec.group_by_length
+                   else random_batches(len(data), spec.batch_size, rng))
+        for indices in batches:
+            yield collate([data[int(i)] for i in indices])
 
 
 def _in_lockstep(batches: Iterator) -> Iterator:
