@@ -111,7 +111,7 @@ def train_tokenizer(cfg: PipelineConfig, lake: Lake, log: Callable[[str], None] 
             best_row = latest.history[0]
         else:
             state, latest, best_row, run_path, result = _fit_ray_train(
-                cfg, lake, model_config, ds_config, datasets, rows_in, run_id, log)
+                cfg, lake, model_config, ds_config, datasets, rows_in, run_id, log, cached=cache)
     finally:
         if started_ray:
             import ray
@@ -161,7 +161,7 @@ def _fit_rqkmeans(tcfg, model_config, datasets, log):
     return state, TrainState(next_epoch=1, history=[row]), None, None
 
 
-def _fit_ray_train(cfg, lake, model_config, ds_config, datasets, rows_in, run_id, log):
+def _fit_ray_train(cfg, lake, model_config, ds_config, datasets, rows_in, run_id, log, cached: bool = False):
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -182,6 +182,7 @@ def _fit_ray_train(cfg, lake, model_config, ds_config, datasets, rows_in, run_id
         seed=tcfg.seed,
         deepspeed_config=ds_config,
         shuffle_buffer=8 * tcfg.batch_size,
+        replay_shards=cached,
         fail_at_epoch=_fail_at_epoch(tcfg.fail_at_epoch),
     )
     resources = {"CPU": tcfg.cpus_per_worker}

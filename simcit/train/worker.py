@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from simcit.tokenizer import ViewBatch, build_tokenizer
 from simcit.train.model_config import config_from_dict
+from simcit.train.replayed_shard import ReplayedShard
 from simcit.train.strategies import OptimSettings, broadcast_module, make_engine
 from simcit.train.view_batches import to_view_batch
 
@@ -60,6 +61,7 @@ class WorkerSpec:
     seed: int
     deepspeed_config: Optional[dict[str, Any]] = None
     shuffle_buffer: int = 0       # local shuffle buffer (rows); 0: stream order
+    replay_shards: bool = False   # small tables: keep the first epoch's rows in memory (ReplayedShard)
     fail_at_epoch: Optional[int] = None
 
 
@@ -93,10 +95,9 @@ def _is_distributed() -> bool:
 
 def _iter_view_batches(shard, view_dims, batch_size: int, device, shuffle_buffer: int = 0,
                        seed: Optional[int] = None):
-    kwargs = {}
-    if shuffle_buffer > 0:
-        kwargs = {"local_shuffle_buffer_size": shuffle_buffer, "local_shuffle_seed": seed}
-    for rows in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", **kwargs):
+    """ViewBatches of a Ray Data shard or a :class:`ReplayedShard`."""
+    source = shard if isinstance(shard, ReplayedShard) else ReplayedShard(shard, replay=False)
+    for rows in source.batches(batch_size, shuffle_buffer, seed):
         if rows.num_rows:
             yield to_view_batch(rows, view_dims).to(device)
 
@@ -209,8 +210,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 say(f"resumed from the checkpoint of epoch {state.next_epoch - 1}")
     module = engine.module
 
-    train_shard = ray.train.get_dataset_shard("train")
-    valid_shard = ray.train.get_dataset_shard("valid")
+    train_shard = ReplayedShard(ray.train.get_dataset_shard("train"), spec.replay_shards)
+    valid_shard = ReplayedShard(ray.train.get_dataset_shard("valid"), spec.replay_shards)
     for epoch in range(state.next_epoch, spec.epochs):
         if spec.fail_at_epoch == epoch and not resumed and rank == world - 1:
             raise InjectedFailure(f"injected worker failure (rank {rank}) at the start of epoch {epoch}")
