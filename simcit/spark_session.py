@@ -36,6 +36,8 @@ def get_spark(cfg: SparkConfig, app_name: str):
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "true",
         "spark.python.worker.reuse": "true",
+        # workers fork from a daemon that already imported torch (simcit/spark_worker_daemon.py)
+        "spark.python.daemon.module": "simcit.spark_worker_daemon",
         "spark.driver.extraJavaOptions": "-Dio.netty.tryReflectionSetAccessible=true",
         **cfg.conf,
     }

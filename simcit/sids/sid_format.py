@@ -12,9 +12,7 @@ def sid_string(codes) -> str:
 
 
 def sid_expression(codes: Column, length: int) -> Column:
-    """Native Spark version of :func:`sid_string` for an array column of ``length`` codes."""
-    parts = [
-        F.concat(F.lit(f"<{LEVEL_PREFIXES[i]}_"), F.element_at(codes, i + 1).cast("string"), F.lit(">"))
-        for i in range(length)
-    ]
-    return F.concat(*parts)
+    """Native Spark version of :func:`sid_string` for an array column of ``length`` codes (one
+    ``format_string``: cheaper per row than concatenating 3 x length pieces)."""
+    pattern = "".join(f"<{LEVEL_PREFIXES[i]}_%d>" for i in range(length))
+    return F.format_string(pattern, *[F.element_at(codes, i + 1) for i in range(length)])

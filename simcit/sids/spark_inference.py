@@ -17,17 +17,33 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
+from pyspark.accumulators import AccumulatorParam
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 SCHEMA = T.StructType([T.StructField("item_id", T.StringType()), T.StructField("base_key", T.LongType())])
 
 
+class ArraySum(AccumulatorParam):
+    """A Spark accumulator of numpy arrays (per-level code counts summed over tasks)."""
+
+    def zero(self, value):
+        return np.zeros_like(value)
+
+    def addInPlace(self, a, b):
+        a += b
+        return a
+
+
 @lru_cache(maxsize=2)
 def _model(model_dir: str):
+    """The tokenizer, loaded once per worker process; its content hash is checked here, so a
+    corrupted model directory fails the job before anything is committed (and the driver never
+    has to import torch)."""
     from simcit.train.model_store import load_tokenizer
 
-    return load_tokenizer(model_dir, verify=False)
+    return load_tokenizer(model_dir, verify=True)
 
 
 def _open(uri: str):
@@ -48,8 +64,8 @@ def row_group_tasks(file_uris: list[str]) -> list[tuple[str, int, int]]:
 
 
 def code_batch(batch, model, views: dict, levels: int, bits: int):
-    """One Arrow batch (item_id + view columns) -> (item_id, packed base codes) of the rows that
-    have at least one of ``views``, and how many rows had none (they get no SID)."""
+    """One Arrow batch (item_id + view columns) -> ((item_id, packed base codes) of the rows that
+    have at least one of ``views``, their [n, L] codes, how many rows had none)."""
     import pyarrow as pa
     import torch
 
@@ -58,21 +74,23 @@ def code_batch(batch, model, views: dict, levels: int, bits: int):
 
     usable = has_any_view(batch, list(views))
     sub = batch if usable.all() else batch.filter(pa.array(usable))
-    with torch.inference_mode():
-        codes = model.codes(to_view_batch(sub, views)).numpy() if sub.num_rows else None
-    keys = pack(codes, bits) if codes is not None else []
-    out = pa.RecordBatch.from_arrays([sub.column("item_id"), pa.array(keys, type=pa.int64())],
+    codes = np.zeros((0, levels), dtype=np.int64)
+    if sub.num_rows:
+        with torch.inference_mode():
+            codes = model.codes(to_view_batch(sub, views)).numpy()
+    out = pa.RecordBatch.from_arrays([sub.column("item_id"), pa.array(pack(codes, bits), type=pa.int64())],
                                      names=["item_id", "base_key"])
-    return out, batch.num_rows - sub.num_rows
+    return out, codes, batch.num_rows - sub.num_rows
 
 
 def base_codes(spark: SparkSession, file_uris: list[str], model_dir: str, view_columns: list[str],
-               batch_rows: int, no_view_counter=None) -> DataFrame:
+               batch_rows: int, no_view_counter=None, usage_counter=None) -> DataFrame:
     """(item_id, base_key) for every row of the Parquet files ``file_uris`` that has at least one of
-    the model's views; rows with none are left out and counted in ``no_view_counter`` (a Spark
-    accumulator: counts at least every such row once; a re-executed task may count twice).
-    Only ``item_id`` and the model's ``view_columns`` are read (an image column the model does not
-    use is 5 KB per row). One Spark task per row group, largest first (balanced slots)."""
+    the model's views. Rows with none are left out and counted in ``no_view_counter``; the codes'
+    per-level usage ([L, K] counts) is summed into ``usage_counter`` (Spark accumulators: a task
+    re-executed after a failure may add twice). Only ``item_id`` and the model's ``view_columns``
+    are read (an image column the model does not use is 5 KB per row). One Spark task per row
+    group, largest first (balanced slots)."""
     tasks = [(u, g) for u, g, _ in sorted(row_group_tasks(file_uris), key=lambda t: -t[2])]
     columns = ["item_id", *view_columns]
 
@@ -82,18 +100,25 @@ def base_codes(spark: SparkSession, file_uris: list[str], model_dir: str, view_c
 
         configure_torch_threads()
         model, meta = _model(model_dir)
-        views, levels = dict(meta["views"]), int(meta["levels"])
-        bits = key_bits(levels, int(meta["codebook_size"]))
+        views, levels, k = dict(meta["views"]), int(meta["levels"]), int(meta["codebook_size"])
+        bits = key_bits(levels, k)
+        usage = np.zeros((levels, k))
+        skipped = 0
         for tb in task_batches:
             for task in tb.column("id").to_pylist():
                 uri, group = tasks[task]
                 for batch in _open(uri).iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns):
                     if batch.num_rows:
-                        coded, skipped = code_batch(batch, model, views, levels, bits)
-                        if skipped and no_view_counter is not None:
-                            no_view_counter.add(skipped)
+                        coded, codes, none = code_batch(batch, model, views, levels, bits)
+                        skipped += none
+                        for level in range(levels):
+                            usage[level] += np.bincount(codes[:, level], minlength=k)[:k]
                         if coded.num_rows:
                             yield coded
+        if skipped and no_view_counter is not None:
+            no_view_counter.add(skipped)
+        if usage_counter is not None:
+            usage_counter.add(usage)
 
     # Task i = row group i, exactly one per partition; the (small) task list travels in the closure.
     n = max(len(tasks), 1)

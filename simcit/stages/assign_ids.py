@@ -11,15 +11,15 @@ import datetime as dt
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from simcit.sids.base_key import code_columns, key_bits, key_of_codes
 from simcit.sids.code_quality import level_figures
 from simcit.sids.collisions import assign
-from simcit.sids.spark_inference import base_codes
+from simcit.sids.spark_inference import ArraySum, base_codes
 from simcit.stages.runtime import StageContext, StageSummary
 
 
@@ -29,7 +29,7 @@ def table_name(ctx: StageContext) -> str:
 
 
 def resolve_model_dir(ctx: StageContext) -> str:
-    from simcit.train.model_store import latest_tokenizer_dir
+    from simcit.model_pointers import latest_tokenizer_dir
 
     configured = ctx.cfg.assign_ids.model_dir
     return ctx.cfg.resolve(configured) if configured else latest_tokenizer_dir(ctx.lake, ctx.cfg.tokenizer.kind)
@@ -64,30 +64,48 @@ def verified_quality(table_df, levels: int, codebook_size: int, table: str = "se
     }
 
 
-def _load_verified(model_dir: str) -> dict:
-    """The model's config.json after checking its content hash (imports torch: run in a thread
-    while the Spark JVM starts, so neither waits for the other)."""
-    from simcit.train.model_store import load_tokenizer
+def _read_meta(model_dir: str) -> dict:
+    """The model's config.json. Its content hash is checked by every Spark worker that loads the
+    model (``spark_inference._model``): the driver never imports torch."""
+    path = os.path.join(model_dir, "config.json")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist: not a tokenizer model directory") from None
 
-    return load_tokenizer(model_dir)[1]
+
+def observed_quality(observed: dict, usage: np.ndarray) -> dict:
+    """Quality figures of a fresh assignment from what the write observed (``n``, ``first`` =
+    rows with disambiguation code 0 = distinct base codes, ``last`` = largest code) and the
+    workers' per-level code counts. Fresh SIDs are unique by construction: a group's codes are
+    its row numbers."""
+    n = int(observed.get("n") or 0)
+    unique = int(observed.get("first") or 0)
+    return {
+        "items": n,
+        "unique_base_sids": unique,
+        "unique_ratio_before_disambiguation": unique / n if n else 0.0,
+        "largest_collision_group": int(observed["last"]) + 1 if observed.get("last") is not None else 0,
+        "levels": [level_figures(usage[level]) for level in range(usage.shape[0])],
+    }
 
 
 def run(ctx: StageContext) -> StageSummary:
     lake = ctx.lake
     model_dir = resolve_model_dir(ctx)
-    with ThreadPoolExecutor(1) as pool:
-        loading = pool.submit(_load_verified, model_dir)
-        spark = ctx.spark
-        meta = loading.result()  # verifies the content hash once, on the driver
+    meta = _read_meta(model_dir)
     version, levels, k = meta["tokenizer_version"], int(meta["levels"]), int(meta["codebook_size"])
     bits = key_bits(levels, k)
+    spark = ctx.spark
     ctx.log(f"tokenizer {meta['kind']} {version} (L={levels}, K={k}, views={sorted(meta['views'])}) from {model_dir}")
     features_version = lake.version("item_features")
     n_items = lake.dataset("item_features").count_rows()  # from Parquet footers, no scan
     view_columns = [meta["view_columns"][v] for v in sorted(dict(meta["views"]))]
     no_view_counter = spark.sparkContext.accumulator(0)
+    usage_counter = spark.sparkContext.accumulator(np.zeros((levels, k)), ArraySum())
     coded = base_codes(spark, lake.file_uris("item_features", features_version), model_dir, view_columns,
-                       ctx.cfg.spark.arrow_batch_rows, no_view_counter)
+                       ctx.cfg.spark.arrow_batch_rows, no_view_counter, usage_counter)
 
     table = table_name(ctx)
     previous = None
@@ -101,19 +119,35 @@ def run(ctx: StageContext) -> StageSummary:
             ctx.log(f"{table} holds tokenizer {prev_versions}; assigning every SID anew for {version}")
     created_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
     rows = assign(coded, previous, levels, bits, version, created_at)
+    # A fresh table's figures are observed while it is written (no second pass); a refresh merges
+    # kept and new rows, so its staged table is read back and checked (verified_quality).
+    observation = Observation("semantic_ids")
+    if previous is None:
+        d = F.element_at("codes", levels + 1)
+        rows = rows.observe(observation, F.count(F.lit(1)).alias("n"),
+                            F.sum(F.when(d == 0, 1).otherwise(0)).alias("first"), F.max(d).alias("last"))
 
     # One pass from the item features to the staged table: the workers' codes stream straight
     # into the collision window's shuffle (nothing is checkpointed in between).
     staging = lake.new_staging_dir(table, ctx.run_id)
     t0 = time.time()
-    rows.write.parquet(staging)
+    try:
+        rows.write.parquet(staging)
+    except Exception as err:  # a worker refused the model: say so without the Spark stack
+        if "content hash" in str(err):
+            raise ValueError(f"{model_dir}: its files do not match tokenizer_version {version} "
+                             "(corrupted or edited model directory); nothing committed") from None
+        raise
     elapsed = time.time() - t0
     ctx.log(f"coded {n_items:,} items, resolved collisions and staged {table} in {elapsed:.1f}s "
             f"({n_items / max(elapsed, 1e-9):,.0f} items/s)")
-    t0 = time.time()
     staged = spark.read.parquet(staging)
-    figures = verified_quality(staged, levels, k, table)
-    ctx.log(f"uniqueness verified and quality figures computed in {time.time() - t0:.1f}s")
+    if previous is None:
+        figures = observed_quality(observation.get, usage_counter.value)
+    else:
+        t0 = time.time()
+        figures = verified_quality(staged, levels, k, table)
+        ctx.log(f"uniqueness verified and quality figures computed in {time.time() - t0:.1f}s")
     # Items with none of the model's views get no SID: exactly the feature rows missing from the
     # staged table (the accumulator only says whether to look; it may over-count a retried task).
     no_view = None

@@ -27,6 +27,8 @@ from typing import Any, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from simcit.model_pointers import (_replace_file, latest_tokenizer_dir, read_pointer,  # noqa: F401 (re-exported)
+                                   tokenizer_models_root, write_pointer)
 from simcit.tokenizer import build_tokenizer
 from simcit.train.model_config import config_from_dict, config_to_dict
 from simcit.train.view_batches import VIEW_COLUMNS
@@ -48,11 +50,6 @@ class SavedTokenizer:
         return os.path.basename(self.model_dir)
 
 
-def tokenizer_models_root(lake) -> str:
-    """``<lake>/<namespace>/_models/tokenizer`` of a ``simcit.lake.Lake``."""
-    return os.path.join(lake.root, lake.namespace, "_models", "tokenizer")
-
-
 def tokenizer_version(kind: str, model_config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"kind": kind, "model_config": model_config}, sort_keys=True,
@@ -68,13 +65,6 @@ def _write_json(path: str, data: Any) -> None:
     with open(path, "w") as fh:
         json.dump(data, fh, indent=2, sort_keys=False, default=str)
         fh.write("\n")
-
-
-def _replace_file(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def save_tokenizer(
@@ -143,27 +133,3 @@ def load_tokenizer(model_dir: str, verify: bool = True) -> tuple[nn.Module, dict
     return model, meta
 
 
-def write_pointer(root: str, pointer: str, name: str) -> None:
-    """Point ``<root>/<pointer>`` (e.g. ``LATEST_simcit``) at the model directory ``name``, atomically."""
-    _replace_file(os.path.join(root, pointer), name + "\n")
-
-
-def read_pointer(root: str, pointer: str, missing: str) -> str:
-    """The model directory a pointer file names; ``missing`` says what to run when there is none."""
-    path = os.path.join(root, pointer)
-    try:
-        with open(path) as fh:
-            name = fh.read().strip()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{missing}: {path} does not exist") from None
-    model_dir = os.path.join(root, name)
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"{path} names {name!r}, which is not a directory under {root}")
-    return model_dir
-
-
-def latest_tokenizer_dir(lake_or_root: Union[str, Any], kind: str) -> str:
-    """Directory named by ``LATEST_<kind>``; ``lake_or_root`` is a Lake or a models root path."""
-    root = lake_or_root if isinstance(lake_or_root, (str, os.PathLike)) else tokenizer_models_root(lake_or_root)
-    return read_pointer(root, f"LATEST_{kind}",
-                        f"no trained {kind!r} tokenizer (run `simcit train-tokenizer --tokenizer {kind}` first)")

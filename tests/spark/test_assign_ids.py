@@ -134,3 +134,25 @@ def test_items_without_any_view_become_rejects(spark, setup):
     rejects = pl.read_delta(lake.table_path("rejects")).filter(pl.col("source") == "assign_ids")
     assert sorted(json.loads(r)["item_id"] for r in rejects["record"]) == [f"item{i:05d}" for i in range(5)]
     assert rejects["reason"].str.contains("none of the tokenizer's views").all()
+
+
+def test_a_model_whose_files_do_not_match_its_version_is_refused(spark, setup):
+    lake, cfg, saved = setup
+    config = os.path.join(saved.model_dir, "config.json")
+    meta = json.load(open(config))
+    meta["tokenizer_version"] = "0" * 16  # the weights no longer hash to the recorded version
+    json.dump(meta, open(config, "w"))
+    with pytest.raises(ValueError, match="do not match tokenizer_version 0000000000000000"):
+        run_stage("assign-ids", cfg, str(lake.root))
+    assert not lake.exists("semantic_ids")
+
+
+def test_observed_quality_of_a_fresh_assignment():
+    from simcit.stages.assign_ids import observed_quality
+
+    usage = np.array([[3.0, 1.0, 0.0], [2.0, 2.0, 0.0]])
+    figures = observed_quality({"n": 4, "first": 2, "last": 2}, usage)
+    assert figures["items"] == 4 and figures["unique_base_sids"] == 2
+    assert figures["unique_ratio_before_disambiguation"] == 0.5 and figures["largest_collision_group"] == 3
+    assert [lv["used_codes"] for lv in figures["levels"]] == [2, 2]
+    assert observed_quality({"n": 0, "first": None, "last": None}, np.zeros((2, 3)))["largest_collision_group"] == 0
