@@ -38,7 +38,12 @@ def get_spark(cfg: SparkConfig, app_name: str):
         "spark.python.worker.reuse": "true",
         # workers fork from a daemon that already imported torch (simcit/spark_worker_daemon.py)
         "spark.python.daemon.module": "simcit.spark_worker_daemon",
-        "spark.driver.extraJavaOptions": "-Dio.netty.tryReflectionSetAccessible=true",
+        # Embedded (local) mode: the JVM is the whole executor. Short batch jobs on a few cores
+        # lose more to the C2 JIT and G1's concurrent threads (they compete with the Python
+        # workers for the same cores) than they gain: C1 + parallel GC made assign-ids at 1M
+        # rows 54 s -> 46 s (benchmarks/RESULTS.md §2). Under spark-submit the JVM is already up.
+        "spark.driver.extraJavaOptions": ("-Dio.netty.tryReflectionSetAccessible=true "
+                                          "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"),
         **cfg.conf,
     }
     for key, value in conf.items():

@@ -83,15 +83,16 @@ def code_batch(batch, model, views: dict, levels: int, bits: int):
     return out, codes, batch.num_rows - sub.num_rows
 
 
-def base_codes(spark: SparkSession, file_uris: list[str], model_dir: str, view_columns: list[str],
-               batch_rows: int, no_view_counter=None, usage_counter=None) -> DataFrame:
-    """(item_id, base_key) for every row of the Parquet files ``file_uris`` that has at least one of
+def base_codes(spark: SparkSession, row_groups: list[tuple[str, int, int]], model_dir: str,
+               view_columns: list[str], batch_rows: int, no_view_counter=None, usage_counter=None) -> DataFrame:
+    """(item_id, base_key) for every row of the Parquet ``row_groups`` (from :func:`row_group_tasks`)
+    that has at least one of
     the model's views. Rows with none are left out and counted in ``no_view_counter``; the codes'
     per-level usage ([L, K] counts) is summed into ``usage_counter`` (Spark accumulators: a task
     re-executed after a failure may add twice). Only ``item_id`` and the model's ``view_columns``
     are read (an image column the model does not use is 5 KB per row). One Spark task per row
     group, largest first (balanced slots)."""
-    tasks = [(u, g) for u, g, _ in sorted(row_group_tasks(file_uris), key=lambda t: -t[2])]
+    tasks = [(u, g) for u, g, _ in sorted(row_groups, key=lambda t: -t[2])]
     columns = ["item_id", *view_columns]
 
     def infer(task_batches):

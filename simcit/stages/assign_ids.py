@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from simcit.sids.base_key import code_columns, key_bits, key_of_codes
 from simcit.sids.code_quality import level_figures
 from simcit.sids.collisions import assign
-from simcit.sids.spark_inference import ArraySum, base_codes
+from simcit.sids.spark_inference import ArraySum, base_codes, row_group_tasks
 from simcit.stages.runtime import StageContext, StageSummary
 
 
@@ -99,13 +99,15 @@ def run(ctx: StageContext) -> StageSummary:
     bits = key_bits(levels, k)
     spark = ctx.spark
     ctx.log(f"tokenizer {meta['kind']} {version} (L={levels}, K={k}, views={sorted(meta['views'])}) from {model_dir}")
-    features_version = lake.version("item_features")
-    n_items = lake.dataset("item_features").count_rows()  # from Parquet footers, no scan
+    features = lake.table("item_features")  # one read of the Delta log: version + files
+    features_version, feature_files = features.version(), features.file_uris()
+    tasks = row_group_tasks(feature_files)  # Parquet footers only
+    n_items = sum(rows for _, _, rows in tasks)
     view_columns = [meta["view_columns"][v] for v in sorted(dict(meta["views"]))]
     no_view_counter = spark.sparkContext.accumulator(0)
     usage_counter = spark.sparkContext.accumulator(np.zeros((levels, k)), ArraySum())
-    coded = base_codes(spark, lake.file_uris("item_features", features_version), model_dir, view_columns,
-                       ctx.cfg.spark.arrow_batch_rows, no_view_counter, usage_counter)
+    coded = base_codes(spark, tasks, model_dir, view_columns, ctx.cfg.spark.arrow_batch_rows,
+                       no_view_counter, usage_counter)
 
     table = table_name(ctx)
     previous = None
@@ -141,19 +143,19 @@ def run(ctx: StageContext) -> StageSummary:
     elapsed = time.time() - t0
     ctx.log(f"coded {n_items:,} items, resolved collisions and staged {table} in {elapsed:.1f}s "
             f"({n_items / max(elapsed, 1e-9):,.0f} items/s)")
-    staged = spark.read.parquet(staging)
     if previous is None:
         figures = observed_quality(observation.get, usage_counter.value)
     else:
         t0 = time.time()
-        figures = verified_quality(staged, levels, k, table)
+        figures = verified_quality(spark.read.parquet(staging), levels, k, table)
         ctx.log(f"uniqueness verified and quality figures computed in {time.time() - t0:.1f}s")
     # Items with none of the model's views get no SID: exactly the feature rows missing from the
     # staged table (the accumulator only says whether to look; it may over-count a retried task).
     no_view = None
     if no_view_counter.value:
-        features = spark.read.parquet(*lake.file_uris("item_features", features_version)).select("item_id")
-        no_view = features.join(staged.select("item_id"), "item_id", "left_anti").localCheckpoint(eager=True)
+        feature_ids = spark.read.parquet(*feature_files).select("item_id")
+        staged_ids = spark.read.parquet(staging).select("item_id")
+        no_view = feature_ids.join(staged_ids, "item_id", "left_anti").localCheckpoint(eager=True)
     n_no_view = no_view.count() if no_view is not None else 0
     lake.clear_stale_staging(table, keep=staging)
     result = lake.commit_parquet(
