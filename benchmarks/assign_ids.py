@@ -1,8 +1,8 @@
 """Benchmark of the ``assign-ids`` stage against the bare tokenizer forward pass (not a test).
 
-Why: issue #3's target is that ``assign-ids`` (Spark reads ``item_features``, Python workers run
-the tokenizer per Arrow batch via ``mapInArrow``, a Spark window disambiguates collisions, the
-driver commits ``semantic_ids``) reaches >= 50% of the throughput of the bare forward pass, with
+Why: issue #3's target is that ``assign-ids`` (Spark Python workers read ``item_features``' row
+groups and run the tokenizer per Arrow batch, their packed codes stream into a Spark window that
+disambiguates collisions, the driver commits ``semantic_ids``) reaches >= 50% of the throughput of the bare forward pass, with
 flat driver memory (the Python driver's RSS must not grow with the number of rows).
 
 What it does, for each size N of ``--items`` (one namespace ``assign_<N>`` per size in ``--lake``):
