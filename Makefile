@@ -16,6 +16,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt torch==2.13.0
 	$(PY) -m pip install -q --no-deps -e .
+	@# JVM class archive for the embedded Spark (faster start-ups; simcit/jvm_class_archive.py).
+	@# Optional: a failure here only means slower Spark start-ups.
+	-$(PY) -m simcit.jvm_class_archive
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -28,7 +28,10 @@ What it does, for each size N of ``--items`` (one namespace ``assign_<N>`` per s
      stage is compared with the best of them;
   4. runs ``simcit assign-ids`` in a subprocess (previous ``semantic_ids`` removed first, so every
      run codes all N items from scratch) and samples, every 0.25 s, peak RSS of the Python
-     driver, the JVM and the Spark Python workers (``benchmarks/features.py``'s ``run_stage``);
+     driver, the JVM and the Spark Python workers (``benchmarks/features.py``'s ``run_stage``).
+     The embedded JVM starts from its class archive (``simcit/jvm_class_archive.py``), built
+     first if missing, as on any installation after its first Spark job; ``--cold-jvm`` also
+     runs the stage without it (what the very first run of an installation costs);
   5. prints one markdown row per size and the driver peak across sizes (flatness).
 
 Stage items/s = N / end-to-end wall (subprocess start to exit: Spark start-up included, which
@@ -247,6 +250,8 @@ def main() -> None:
     ap.add_argument("--cf-missing", type=float, default=0.1, help="fraction of items without a cf view")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-stage", action="store_true", help="data + bare forward only")
+    ap.add_argument("--cold-jvm", action="store_true",
+                    help="also run the stage without the JVM class archive (SIMCIT_JVM_CLASS_ARCHIVE=0)")
     args = ap.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.items.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -262,6 +267,13 @@ def main() -> None:
           f"D={cfg.tokenizer.latent_dim}, UNTRAINED (random weights, {args.init} codebooks); "
           f"stage batch {batch_rows} rows, spark {cfg.spark.master}, worker torch threads "
           f"{os.environ.get('SIMCIT_WORKER_THREADS', '1')}", flush=True)
+
+    if not args.skip_stage:  # the state of any installation after its first Spark job
+        import subprocess
+
+        built = subprocess.run([sys.executable, "-m", "simcit.jvm_class_archive"], capture_output=True, text=True)
+        results["class_archive"] = (built.stdout.strip().splitlines() or ["?"])[-1]
+        print(f"{results['class_archive']}", flush=True)
 
     model = saved_dir = None
     for n in sizes:
@@ -305,6 +317,15 @@ def main() -> None:
             stage["ratio_to_bare"] = stage["items_per_s"] / bare["forward_items_per_s"]
             print(f"    {stage['summary']}", flush=True)
             run["stage"] = stage
+            if args.cold_jvm:
+                shutil.rmtree(lake.table_path("semantic_ids"), ignore_errors=True)
+                print(f"[{namespace}] assign-ids stage, no JVM class archive (load avg {os.getloadavg()[0]:.1f})",
+                      flush=True)
+                cold = run_stage("assign-ids", config, args.lake, WORK / f"{namespace}_assign-ids-cold-jvm.log",
+                                 env={"SIMCIT_JVM_CLASS_ARCHIVE": "0"})
+                cold["items_per_s"] = n / cold["wall_s"]
+                cold["ratio_to_bare"] = cold["items_per_s"] / bare["forward_items_per_s"]
+                run["stage_cold_jvm"] = cold
         results["runs"].append(run)
         (WORK / "assign_ids_results.json").write_text(json.dumps(results, indent=1))
 
@@ -324,6 +345,12 @@ def main() -> None:
               f"{s['ratio_to_bare']:.0%} | {s.get('driver_mib', 0):,.0f} | {s.get('jvm_mib', 0):,.0f} | "
               f"{s.get('workers_mib', 0):,.0f} | {s.get('unique_before', float('nan')):.4f} | "
               f"{s.get('largest_group', 0):.0f} |")
+        c = r.get("stage_cold_jvm")
+        if c is not None:
+            print(f"| {r['items']:,} (no JVM class archive) | {c['wall_s']:.0f} | {c['items_per_s']:,.0f} | "
+                  f"{b['forward_items_per_s']:,.0f} ({b['threads']} thr) | {c['ratio_to_bare']:.0%} | "
+                  f"{c.get('driver_mib', 0):,.0f} | {c.get('jvm_mib', 0):,.0f} | {c.get('workers_mib', 0):,.0f} | "
+                  f"{c.get('unique_before', float('nan')):.4f} | {c.get('largest_group', 0):.0f} |")
     print()
     for r in results["runs"]:
         for b in r["bare_by_threads"]:

@@ -58,12 +58,13 @@ def sample_tree(pid: int, stop: threading.Event, peaks: dict) -> None:
         time.sleep(0.25)
 
 
-def run_stage(stage: str, config: Path, lake: Path, log: Path) -> dict:
+def run_stage(stage: str, config: Path, lake: Path, log: Path, env: dict | None = None) -> dict:
     peaks: dict = {}
     stop = threading.Event()
     t0 = time.time()
     with log.open("w") as fh:
-        proc = subprocess.Popen([SIMCIT, stage, "--config", str(config), "--lake", str(lake)], stdout=subprocess.PIPE, stderr=fh, text=True)
+        proc = subprocess.Popen([SIMCIT, stage, "--config", str(config), "--lake", str(lake)], stdout=subprocess.PIPE,
+                                stderr=fh, text=True, env={**os.environ, **(env or {})})
         sampler = threading.Thread(target=sample_tree, args=(proc.pid, stop, peaks), daemon=True)
         sampler.start()
         out, _ = proc.communicate()

@@ -306,6 +306,8 @@ class SparkConfig:
     driver_memory: str = "4g"
     shuffle_partitions: int = 4
     arrow_batch_rows: int = 2048
+    # Embedded JVM only: start from a class-data-sharing archive (simcit/jvm_class_archive.py).
+    class_archive: bool = True
     conf: dict[str, str] = field(default_factory=dict)
 
 

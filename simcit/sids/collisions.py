@@ -8,6 +8,8 @@ stays, keeping its SID reserved). Groups are keyed by the packed base codes (``b
 """
 from __future__ import annotations
 
+import math
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -15,14 +17,25 @@ from simcit.sids.base_key import code_columns, key_of_codes
 from simcit.sids.sid_format import sid_expression
 
 COLUMNS = ("item_id", "codes", "sid", "tokenizer_version", "created_at")
+ROWS_PER_WINDOW_TASK = 2_000_000  # ~100 MB of (item_id, base_key) to sort per task
+
+
+def window_partitions(rows: int, parallelism: int) -> int:
+    """Tasks for the collision window over ``rows`` rows: a multiple of the cores, so every round
+    of tasks keeps all of them busy (AQE coalesced 4 shuffle partitions into 3 uneven ones on 2
+    cores: the last ran alone), each at most ~``ROWS_PER_WINDOW_TASK`` rows."""
+    parallelism = max(1, parallelism)
+    return parallelism * max(1, math.ceil(rows / (parallelism * ROWS_PER_WINDOW_TASK)))
+
 
 
 def assign(coded: DataFrame, previous: DataFrame | None, levels: int, bits: int, version: str,
-           created_at) -> DataFrame:
+           created_at, partitions: int | None = None) -> DataFrame:
     """Rows of the new ``semantic_ids`` table.
 
     ``coded``: (item_id, base_key) for every item to cover; ``previous``: the current table's rows
-    when it was written by the same tokenizer version (else None).
+    when it was written by the same tokenizer version (else None); ``partitions``: how many tasks
+    the collision window runs as (None: Spark's shuffle partitions, coalesced by AQE).
     """
     fresh = coded
     if previous is not None:
@@ -34,6 +47,8 @@ def assign(coded: DataFrame, previous: DataFrame | None, levels: int, bits: int,
         fresh = fresh.join(offsets, "base_key", "left")
     else:
         fresh = fresh.withColumn("offset", F.lit(0))
+    if partitions:
+        fresh = fresh.repartition(partitions, "base_key")  # the window needs no other shuffle
     group = Window.partitionBy("base_key").orderBy("item_id")
     d = (F.row_number().over(group) - 1 + F.coalesce(F.col("offset"), F.lit(0))).cast("int")
     codes = F.array(*code_columns(F.col("base_key"), levels, bits), d)

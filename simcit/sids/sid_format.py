@@ -12,7 +12,10 @@ def sid_string(codes) -> str:
 
 
 def sid_expression(codes: Column, length: int) -> Column:
-    """Native Spark version of :func:`sid_string` for an array column of ``length`` codes (one
-    ``format_string``: cheaper per row than concatenating 3 x length pieces)."""
-    pattern = "".join(f"<{LEVEL_PREFIXES[i]}_%d>" for i in range(length))
-    return F.format_string(pattern, *[F.element_at(codes, i + 1) for i in range(length)])
+    """Native Spark version of :func:`sid_string` for an array column of ``length`` codes: one
+    ``concat`` of literal separators and the codes cast to strings (generated code; Spark's
+    ``format_string`` goes through ``java.util.Formatter`` per row, ~1 s slower per 1M rows)."""
+    parts = []
+    for i in range(length):
+        parts += [F.lit(("<" if i == 0 else "><") + f"{LEVEL_PREFIXES[i]}_"), F.element_at(codes, i + 1).cast("string")]
+    return F.concat(*parts, F.lit(">"))

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from simcit.sids.base_key import code_columns, key_bits, key_of_codes
 from simcit.sids.code_quality import level_figures
-from simcit.sids.collisions import assign
+from simcit.sids.collisions import assign, window_partitions
 from simcit.sids.spark_inference import ArraySum, base_codes, row_group_tasks
 from simcit.stages.runtime import StageContext, StageSummary
 
@@ -120,7 +120,8 @@ def run(ctx: StageContext) -> StageSummary:
         else:
             ctx.log(f"{table} holds tokenizer {prev_versions}; assigning every SID anew for {version}")
     created_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
-    rows = assign(coded, previous, levels, bits, version, created_at)
+    rows = assign(coded, previous, levels, bits, version, created_at,
+                  partitions=window_partitions(n_items, spark.sparkContext.defaultParallelism))
     # A fresh table's figures are observed while it is written (no second pass); a refresh merges
     # kept and new rows, so its staged table is read back and checked (verified_quality).
     observation = Observation("semantic_ids")

@@ -28,3 +28,14 @@ def test_sid_string_and_quality_figures():
     assert gini(np.array([0, 0, 0, 20])) == 0.75
     f = level_figures(np.array([10, 10, 0, 0]))
     assert f["used_codes"] == 2 and f["usage"] == 0.5 and np.isclose(f["perplexity"], 2.0)
+
+
+def test_window_partitions_are_a_multiple_of_the_cores_and_bounded_per_task():
+    from simcit.sids.collisions import ROWS_PER_WINDOW_TASK, window_partitions
+
+    assert window_partitions(1_000_000, 2) == 2  # AQE would coalesce 4 -> 3 uneven tasks on 2 cores
+    assert window_partitions(0, 2) == 2 and window_partitions(10, 0) == 1
+    for rows, cores in [(10_000_000, 2), (6_000_000, 64), (170_000_000, 16)]:
+        n = window_partitions(rows, cores)
+        assert n % cores == 0 and rows / n <= ROWS_PER_WINDOW_TASK
+        assert n == cores or rows / (n - cores) > ROWS_PER_WINDOW_TASK  # no more rounds than needed
