@@ -1,5 +1,5 @@
 """Ray Data views of ``item_features`` for training: train / validation items (hash split) and a
-bounded random sample of the training items (k-means init, RQ-KMeans fit).
+bounded sample of the training items chosen by a seeded hash of the id (k-means init, RQ-KMeans fit).
 
 Read from the table's current Delta version's Parquet files; everything streams, so no process
 holds more than a block (training workers: their shard, via ``get_dataset_shard``). A small table
@@ -14,7 +14,7 @@ from functools import partial
 from typing import Sequence
 
 from simcit.lake import Lake
-from simcit.train.view_batches import select_items, view_column
+from simcit.train.view_batches import select_items, select_sample, view_column
 
 
 def item_datasets(lake: Lake, views: Sequence[str], valid_fraction: float, sample_size: int,
@@ -40,7 +40,9 @@ def item_datasets(lake: Lake, views: Sequence[str], valid_fraction: float, sampl
         train, valid = part("train"), part("valid")
     expected_train = max(1.0, table_rows * (1.0 - valid_fraction))
     fraction = min(1.0, sample_size / expected_train)
-    sample = train if fraction >= 1.0 else train.random_sample(fraction, seed=seed)
-    # Bernoulli sampling gives ~sample_size rows; the limit bounds memory whatever happens.
+    sample = train if fraction >= 1.0 else train.map_batches(
+        partial(select_sample, fraction=fraction, seed=seed), batch_format="pyarrow", batch_size=None)
+    # The hash sample has ~sample_size rows (binomial); the limit only bounds memory (at 1.25x it
+    # is never reached in practice, and if it were, which rows it keeps would depend on order).
     sample = sample.limit(int(sample_size * 1.25) + 1)
     return {"train": train, "valid": valid, "sample": sample}

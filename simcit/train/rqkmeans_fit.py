@@ -9,9 +9,9 @@ from typing import Any
 import ray
 import torch
 
-from simcit.tokenizer import ViewBatch, build_tokenizer
+from simcit.tokenizer import build_tokenizer
 from simcit.train.model_config import config_from_dict
-from simcit.train.view_batches import to_view_batch
+from simcit.train.view_batches import sample_view_batch, to_view_batch
 
 
 def _batches(ds, view_dims, batch_size: int):
@@ -26,15 +26,14 @@ def fit_rqkmeans(model_config: dict[str, Any], sample_ds, valid_ds, batch_size: 
     torch.set_num_threads(max(1, threads))
     model = build_tokenizer("rqkmeans", config_from_dict("rqkmeans", model_config))
     view_dims = dict(model.config.views)
-    parts = list(_batches(sample_ds, view_dims, 8192))
-    n = sum(p.batch_size for p in parts)
+    sample, n = sample_view_batch(sample_ds.iter_batches(batch_size=8192, batch_format="pyarrow"), view_dims)
     if n < model.config.codebook_size:
         raise ValueError(f"RQ-KMeans needs at least codebook_size={model.config.codebook_size} "
                          f"training items, the sample has {n}")
     t0 = time.perf_counter()
-    model.fit(ViewBatch.concat(parts))
+    model.fit(sample)  # rows in item-id order: the same fit for the same seed, whatever Ray's order
     fit_seconds = time.perf_counter() - t0
-    del parts
+    del sample
     total, items = 0.0, 0
     usage = torch.zeros(model.config.levels, model.config.codebook_size, dtype=torch.bool)
     for batch in _batches(valid_ds, view_dims, batch_size):

@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import torch
 
 from simcit.tokenizer import ViewBatch
-from simcit.train.item_split import valid_mask
+from simcit.train.item_split import sample_mask, valid_mask
 
 # view name -> embedding column of ``item_features`` (simcit.schemas.ITEM_FEATURES)
 VIEW_COLUMNS: dict[str, str] = {"text": "text_emb", "image": "image_emb", "geo": "geo_emb", "cf": "cf_emb"}
@@ -77,6 +77,24 @@ def select_items(batch: pa.Table, *, part: str, views: Sequence[str], valid_frac
     in_valid = valid_mask(batch.column("item_id"), valid_fraction)
     keep = (in_valid if part == "valid" else ~in_valid) & has_any_view(batch, views)
     return batch.filter(pa.array(keep))
+
+
+def select_sample(batch: pa.Table, *, fraction: float, seed: int) -> pa.Table:
+    """Rows in the seed's sample (a pure function of the item id: see ``item_split``).
+    A Ray Data ``map_batches`` function (pyarrow batch format)."""
+    return batch.filter(pa.array(sample_mask(batch.column("item_id"), fraction, seed)))
+
+
+def sample_view_batch(row_batches, view_dims: Mapping[str, int]) -> tuple[ViewBatch, int]:
+    """(ViewBatch, rows) of a sample's Arrow batches in item-id order: k-means++ seeding and
+    Lloyd's updates depend on row order, and Ray Data does not fix the order of a stream."""
+    batches = [b for b in row_batches if b.num_rows]
+    if not batches:
+        return ViewBatch({v: torch.zeros(0, d) for v, d in view_dims.items()},
+                         {v: torch.zeros(0, dtype=torch.bool) for v in view_dims}), 0
+    table = pa.Table.from_batches(batches) if isinstance(batches[0], pa.RecordBatch) else pa.concat_tables(batches)
+    table = table.sort_by("item_id")
+    return to_view_batch(table, view_dims), table.num_rows
 
 
 def infer_view_dims(dataset: ds.Dataset, views: Sequence[str]) -> tuple[dict[str, int], list[str]]:

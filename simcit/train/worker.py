@@ -29,11 +29,11 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from simcit.tokenizer import ViewBatch, build_tokenizer
+from simcit.tokenizer import build_tokenizer
 from simcit.train.model_config import config_from_dict
 from simcit.train.replayed_shard import ReplayedShard
 from simcit.train.strategies import OptimSettings, broadcast_module, make_engine
-from simcit.train.view_batches import to_view_batch
+from simcit.train.view_batches import sample_view_batch, to_view_batch
 
 MODEL_FILE = "model.pt"
 STATE_FILE = "train_state.json"
@@ -106,12 +106,12 @@ def _init_codebooks(model, spec: WorkerSpec, view_dims, rank: int, device) -> in
     """k-means codebook init on rank 0 from the sampled training items, then broadcast."""
     n = 0
     if rank == 0:
-        parts = list(_iter_view_batches(ray.train.get_dataset_shard(SAMPLE_DATASET), view_dims, 8192, device))
-        n = sum(p.batch_size for p in parts)
+        rows = ReplayedShard(ray.train.get_dataset_shard(SAMPLE_DATASET), replay=False).batches(8192)
+        sample, n = sample_view_batch(rows, view_dims)  # item-id order: reproducible for a seed
         k = model.config.codebook_size
         if n < k:
             raise ValueError(f"k-means init needs at least codebook_size={k} training items, the sample has {n}")
-        model.init_codebooks(ViewBatch.concat(parts))
+        model.init_codebooks(sample.to(device))
     broadcast_module(model, src=0)
     return n
 

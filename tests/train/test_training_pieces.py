@@ -16,13 +16,14 @@ from simcit.cli import _flag_overrides, build_parser
 from simcit.config import TokenizerTrainingConfig, load_config
 from simcit.lake import Lake
 from simcit.tokenizer import RQKMeansConfig, SimCITConfig, build_tokenizer
-from simcit.train.item_split import valid_mask
+from simcit.train.item_split import sample_mask, valid_mask
 from simcit.train.lr_schedule import warmup_cosine_factor
 from simcit.train.model_config import tokenizer_model_config
 from simcit.train.model_store import (latest_tokenizer_dir, load_tokenizer, save_tokenizer,
                                       tokenizer_models_root)
 from simcit.train.trainer import best_checkpoint_of
-from simcit.train.view_batches import infer_view_dims, select_items, to_view_batch
+from simcit.train.view_batches import (infer_view_dims, sample_view_batch, select_items, select_sample,
+                                      to_view_batch)
 from simcit.typed_config import ConfigError
 from tests.conftest import NYC_CONFIG
 from tests.train.synthetic_features import DIMS, NO_VIEW_IDS, item_features_table
@@ -43,6 +44,36 @@ def test_valid_mask_is_a_deterministic_function_of_the_id():
     assert [by_id[i] for i in shuffled] == list(valid_mask(pa.array(shuffled), 0.1))
     # a larger fraction only adds items to the validation side
     assert not (mask & ~valid_mask(ids, 0.2)).any()
+
+
+def test_the_kmeans_sample_is_a_function_of_id_and_seed():
+    ids = [f"poi-{i}" for i in range(20000)]
+    mask = sample_mask(ids, 0.05, seed=0)
+    assert 0.04 < mask.mean() < 0.06
+    shuffled = ids[:]
+    random.Random(1).shuffle(shuffled)
+    by_id = dict(zip(ids, mask))
+    assert [by_id[i] for i in shuffled] == list(sample_mask(pa.array(shuffled), 0.05, seed=0))
+    other = sample_mask(ids, 0.05, seed=1)
+    assert (mask != other).any()  # another seed, another sample
+    assert not (mask & valid_mask(ids, 0.05)).all()  # independent of the validation split
+    assert sample_mask(ids, 1.0, seed=3).all() and not sample_mask(ids, 0.0, seed=3).any()
+
+
+def test_rqkmeans_fit_on_a_sample_does_not_depend_on_row_or_block_order(features):
+    """Ray Data streams blocks in no fixed order: the same seed must give the same codebooks."""
+    table, _ = features
+    sample = select_sample(table, fraction=0.7, seed=5)
+    assert 0 < sample.num_rows < table.num_rows
+    blocks = sample.to_batches(max_chunksize=37)
+    reordered = [b.take(pa.array(np.random.default_rng(0).permutation(b.num_rows))) for b in blocks[::-1]]
+    fits = []
+    for batches in (blocks, reordered):
+        vb, n = sample_view_batch(batches, DIMS)
+        assert n == sample.num_rows
+        model = build_tokenizer("rqkmeans", RQKMeansConfig(views=DIMS, levels=2, codebook_size=8, iters=5, seed=0))
+        fits.append(model.fit(vb).quantizer.codebooks.detach().clone())
+    assert torch.equal(fits[0], fits[1])
 
 
 def test_to_view_batch_marks_nulls_absent_and_never_fills_them_as_data(features):
