@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from simcit.config import SparkConfig
-from simcit.jvm_class_archive import ClassArchive
+from simcit.jvm_class_archive import ClassArchive, java_binary
 from simcit.spark_session import EMBEDDED_JVM_OPTIONS, embedded_class_archive
 
 pytestmark = pytest.mark.spark
@@ -51,15 +51,13 @@ def test_the_first_session_writes_the_archive_and_the_next_one_maps_it(built):
     path = os.path.join(jvm_dir, archives[0])
     assert f"-XX:ArchiveClassesAtExit={path}." in first["ARGS"]
     assert f"-XX:SharedArchiveFile={path}" in second["ARGS"]
-    archive = ClassArchive(jvm_dir, "x", ClassArchive.for_embedded_spark(EMBEDDED_JVM_OPTIONS, "4g").java,
-                           EMBEDDED_JVM_OPTIONS)
+    archive = ClassArchive(jvm_dir, "x", java_binary(), EMBEDDED_JVM_OPTIONS)
     assert archive.mappable(path, second["CLASSPATH"])  # -Xshare:on: fails rather than fall back
 
 
 def test_a_truncated_archive_is_never_installed(built, tmp_path):
     _, second, jvm_dir, archives = built
-    archive = ClassArchive(str(tmp_path), "k", ClassArchive.for_embedded_spark(EMBEDDED_JVM_OPTIONS, "4g").java,
-                           EMBEDDED_JVM_OPTIONS)
+    archive = ClassArchive(str(tmp_path), "k", java_binary(), EMBEDDED_JVM_OPTIONS)
     archive.java_options()  # no archive yet: this process would build one
     with open(os.path.join(jvm_dir, archives[0]), "rb") as src, open(archive.building_path, "wb") as dst:
         dst.write(src.read(1_000_000))  # what a JVM killed while dumping leaves behind
