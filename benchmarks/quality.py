@@ -19,8 +19,8 @@ evaluate) in one process, sharing one local Ray and one Spark session:
     python benchmarks/quality.py --dataset scientific
     python benchmarks/quality.py --dataset nyc --seeds 0 --variants simcit,rqvae   # a quick look
 
-Results: ``benchmarks/_work/quality-<dataset>.json`` and a markdown table on stdout (copied into
-benchmarks/RESULTS.md by hand, with the command).
+Results: ``benchmarks/_work/quality-<dataset>.json`` (an earlier run's file is kept, renamed with
+its time) and a markdown table on stdout (copied into benchmarks/RESULTS.md by hand, with the command).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +339,16 @@ def report(result: dict, lake_root: str) -> None:
     print(f"\nwall {result['seconds'] / 60:.1f} min (ingest/features/sequences {result['feature_seconds'] / 60:.1f} min)")
 
 
+def write_result(out: Path, result: dict) -> None:
+    """The run's JSON at ``out``; an earlier run's file there is kept beside it, renamed with its
+    modification time (``quality-nyc-20261130-1512.json``), never overwritten."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        stamp = time.strftime("%Y%m%d-%H%M", time.localtime(out.stat().st_mtime))
+        out.rename(out.with_name(f"{out.stem}-{stamp}{out.suffix}"))
+    out.write_text(json.dumps(result, indent=1, default=str))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=sorted(CONFIGS), required=True)
@@ -355,6 +366,7 @@ def main() -> None:
                     help="with --rebuild: run the evaluate stage again on every recommender first")
     args = ap.parse_args()
     out = REPO / "benchmarks" / "_work" / f"quality-{args.dataset}.json"
+    write = partial(write_result, out)
     if args.report:
         report(json.loads(out.read_text()), args.lake)
         return
@@ -368,7 +380,7 @@ def main() -> None:
         result = {"dataset": args.dataset, "seconds": seconds, "feature_seconds": 0.0, "rebuilt": True,
                   "overrides": args.overrides, "runs": runs, "floors": floor_rows,
                   "paired_test_recall@10": comparisons(runs, floor_rows, args.dataset)}
-        out.write_text(json.dumps(result, indent=1, default=str))
+        write(result)
         report(result, args.lake)
         return
     config = str(CONFIGS[args.dataset])
@@ -402,8 +414,7 @@ def main() -> None:
     result = {"dataset": args.dataset, "seconds": time.time() - t_start, "feature_seconds": t_features,
               "overrides": args.overrides, "runs": runs, "floors": floor_rows,
               "paired_test_recall@10": comparisons(runs, floor_rows, args.dataset)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
+    write(result)
     print()
     report(result, args.lake)
     print(out)
