@@ -28,7 +28,6 @@ def window_partitions(rows: int, parallelism: int) -> int:
     return parallelism * max(1, math.ceil(rows / (parallelism * ROWS_PER_WINDOW_TASK)))
 
 
-
 def assign(coded: DataFrame, previous: DataFrame | None, levels: int, bits: int, version: str,
            created_at, partitions: int | None = None) -> DataFrame:
     """Rows of the new ``semantic_ids`` table.
